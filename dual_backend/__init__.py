@@ -1,0 +1,59 @@
+"""dual-backend: the lessons of the TensorFlow introductory course on tf.keras and on PyTorch Lightning.
+
+    import dual_backend
+    model = dual_backend.build("fashion_mlp", backend="torch")   # or backend="keras"
+    history = model.fit(x_train, y_train, epochs=5)
+
+Importing this package imports neither TensorFlow nor torch: a backend is
+imported when a model is built on it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from dual_backend.callbacks import Callback, StopTraining
+from dual_backend.errors import DataError, DualBackendError
+from dual_backend.lessons import LESSONS
+from dual_backend.model import History, Model
+
+BACKENDS = {"keras": "keras_ref", "torch": "torch_impl"}
+DEVICES = ("cpu", "gpu", "auto")
+
+
+def backend_package(backend: str):
+    """The backend's front-end module (``keras_ref._model`` or ``torch_impl._model``), imported now."""
+    if backend not in BACKENDS:
+        raise DualBackendError(f"Unknown backend {backend!r}. Valid backends: {', '.join(BACKENDS)}.")
+    return importlib.import_module(f"{BACKENDS[backend]}._model")
+
+
+def build(lesson: str, backend: str = "keras", variant: str | None = None, device: str = "auto",
+          **options) -> Model:
+    """The lesson's model, compiled as the course compiles it, with the Keras surface on either backend.
+
+    ``options`` are the lesson's model options (``dual-backend list`` shows them),
+    e.g. ``build("fashion_mlp", backend="torch", hidden_units=512)``.
+    """
+    from dual_backend import lessons
+
+    recipe = lessons.recipe(lesson, variant)
+    chosen = recipe.model_options(options)
+    if device not in DEVICES:
+        raise DualBackendError(f"Unknown device {device!r}. Valid devices: {', '.join(DEVICES)}.")
+    frontend = backend_package(backend)
+    program = importlib.import_module(f"{BACKENDS[backend]}.{lesson}")
+    return frontend.build(program, recipe, chosen, device)
+
+
+def load_model(path, device: str = "auto") -> Model:
+    """A model saved with ``model.save(path)``: ``.keras`` files on keras, ``.pt`` files on torch."""
+    suffix = str(path).rsplit(".", 1)[-1]
+    backend = {"keras": "keras", "pt": "torch"}.get(suffix)
+    if backend is None:
+        raise DualBackendError(f"Cannot tell the backend of {path}: expected a .keras (keras) or .pt (torch) file.")
+    return backend_package(backend).load(path, device)
+
+
+__all__ = ["BACKENDS", "Callback", "DataError", "DualBackendError", "History", "LESSONS", "Model",
+           "StopTraining", "build", "load_model"]

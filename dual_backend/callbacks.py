@@ -1,0 +1,95 @@
+"""Keras-style callbacks that run unchanged on both backends.
+
+Subclass :class:`Callback` once, exactly as you would subclass
+``tf.keras.callbacks.Callback``; the keras backend adapts it into a Keras
+callback and the torch backend into a Lightning callback.  ``self.model`` is
+the front-end model, so ``self.model.stop_training = True`` works on both.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+class Callback:
+    """Override any of the hooks; ``logs`` is a dict of floats keyed like Keras' logs."""
+
+    def __init__(self):
+        self.model = None
+        self.params = {}
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def set_params(self, params: dict) -> None:
+        """``{'epochs': ..., 'steps': ...}``, as Keras gives its callbacks."""
+        self.params = params
+
+    def on_train_begin(self, logs=None): ...
+
+    def on_train_end(self, logs=None): ...
+
+    def on_epoch_begin(self, epoch, logs=None): ...
+
+    def on_epoch_end(self, epoch, logs=None): ...
+
+    def on_train_batch_end(self, batch, logs=None): ...
+
+
+class CallbackList:
+    """Dispatches each hook to every callback in order; what the backends adapt."""
+
+    def __init__(self, callbacks, model, params: dict):
+        self.callbacks = list(callbacks)
+        for callback in self.callbacks:
+            callback.set_model(model)
+            callback.set_params(params)
+
+    @property
+    def wants_batches(self) -> bool:
+        """Whether any callback overrides the per-batch hook (it costs a sync per call on torch)."""
+        return any(type(cb).on_train_batch_end is not Callback.on_train_batch_end for cb in self.callbacks)
+
+    def __getattr__(self, hook):
+        if not hook.startswith("on_"):
+            raise AttributeError(hook)
+
+        def dispatch(*args, **kwargs):
+            for callback in self.callbacks:
+                getattr(callback, hook)(*args, **kwargs)
+
+        return dispatch
+
+
+class StopTraining(Callback):
+    """The course's ``myCallback``: stop when an epoch's log crosses a threshold.
+
+    ``StopTraining("loss", below=0.4, message=...)`` is seed 000's Fashion-MNIST
+    exercise, ``StopTraining("accuracy", above=0.99, message=...)`` its MNIST one.
+    """
+
+    def __init__(self, key: str, below: float | None = None, above: float | None = None, message: str = ""):
+        super().__init__()
+        self.key, self.below, self.above, self.message = key, below, above, message
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.key)
+        if value is None:
+            return
+        if (self.below is not None and value < self.below) or (self.above is not None and value > self.above):
+            print(f"\n{self.message}")
+            self.model.stop_training = True
+
+
+class EpochTimer(Callback):
+    """Wall-clock seconds of each epoch, validation included, as Keras' progress bar counts them."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)

@@ -1,0 +1,171 @@
+"""``dual-backend``: list the lessons, run one on either backend (or both), print a model summary.
+
+    dual-backend list
+    dual-backend run fashion_mlp --backend both
+    dual-backend run fashion_mlp --variant width_512 --backend torch --profile quick --seed 0
+    dual-backend summary fashion_cnn --backend keras
+
+``--backend both`` runs each backend in its own process, one after the
+other, so the two frameworks never share a process, then prints the results
+side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from dual_backend import BACKENDS, DEVICES, data, lessons
+from dual_backend.errors import DualBackendError
+from dual_backend.run import PROFILES
+
+
+def _lesson_listing() -> str:
+    lines = []
+    for lesson in lessons.LESSONS.values():
+        options = ", ".join(f"{name}={value!r}" for name, value in lesson.options.items()) or "none"
+        lines.append(f"{lesson.name}: {lesson.title} ({lesson.notes})")
+        lines.append(f"  {lesson.params:,} params; {lesson.epochs} epochs; options: {options}")
+        lines.append(f"  variants: default - as the course writes it")
+        for name, variant in lesson.variants.items():
+            lines.append(f"            {name} - {variant.description}")
+    return "\n".join(lines)
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="dual-backend", description=__doc__.split("\n\n")[0],
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = top.add_subparsers(dest="command", required=True, metavar="{list,run,summary}")
+    commands.add_parser("list", help="the lessons, their variants and options")
+
+    def lesson_command(name: str, help: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help)
+        command.add_argument("lesson", choices=list(lessons.LESSONS), metavar="LESSON",
+                             help=f"one of: {', '.join(lessons.LESSONS)}")
+        command.add_argument("--variant", default=None, help="an exercise variant (dual-backend list)")
+        command.add_argument("--option", action="append", default=[], type=_parse_option, metavar="NAME=VALUE",
+                             help="a model option of the lesson, e.g. hidden_units=512 (repeatable)")
+        command.add_argument("--device", choices=DEVICES, default="auto")
+        return command
+
+    run = lesson_command("run", "train a lesson and report its test metrics")
+    run.add_argument("--backend", choices=[*BACKENDS, "both"], default="both")
+    run.add_argument("--epochs", type=int, default=None, help="override the lesson's (or profile's) epochs")
+    run.add_argument("--profile", choices=PROFILES, default="full",
+                     help="full: the course's recipe; quick: the short CI profile")
+    run.add_argument("--seed", type=int, default=None)
+    run.add_argument("--data-dir", default=None, help="folder holding fashion-mnist/, mnist/, ...")
+    run.add_argument("--out", default=None, help="write <backend>/history.json and metrics.json here "
+                                                 "(default: runs/<lesson>-<variant>)")
+    summary = lesson_command("summary", "print the Keras-style model summary")
+    summary.add_argument("--backend", choices=list(BACKENDS), default="keras")
+    return top
+
+
+def _check_names(args, top: argparse.ArgumentParser) -> None:
+    """Unknown variants and options get the valid ones listed, and exit code 2, like argparse's own errors."""
+    try:
+        recipe = lessons.recipe(args.lesson, args.variant)
+        recipe.model_options(dict(args.option))
+    except DualBackendError as error:
+        top.error(str(error))
+
+
+def _print_side_by_side(results: list[dict]) -> None:
+    first = results[0]
+    recipe = lessons.recipe(first["lesson"], first["variant"])
+    keys = list(first["test"])
+    low, high = first["expected"]
+    print(f"\n{first['lesson']} ({first['variant']}), {first['profile']} profile, "
+          f"expected {first['judged_by']} in [{low:g}, {high:g}]")
+    header = f"{'backend':<8}{'device':<8}{'epochs':>7}{'s/epoch':>9}" + "".join(f"{k:>12}" for k in keys)
+    print(header + "  verdict")
+    for result in results:
+        per_epoch = result["seconds_per_epoch"]
+        steady = sum(per_epoch[1:]) / len(per_epoch[1:]) if len(per_epoch) > 1 else sum(per_epoch)
+        row = f"{result['backend']:<8}{result['device']:<8}{result['epochs_run']:>7}{steady:>9.2f}"
+        row += "".join(f"{result['test'][k]:>12.4f}" for k in keys)
+        print(row + ("  inside" if result["inside_expected"] else "  OUTSIDE"))
+    if len(results) == 2:
+        key = first["judged_by"]
+        difference = abs(results[0]["test"][key] - results[1]["test"][key])
+        verdict = "within" if difference <= recipe.lesson.tolerance else "OUTSIDE"
+        print(f"difference in {key}: {difference:.4f} ({verdict} the tolerance {recipe.lesson.tolerance:g})")
+
+
+def _run(args) -> int:
+    from dual_backend.run import run_lesson
+
+    out = Path(args.out or f"runs/{args.lesson}-{args.variant or 'default'}")
+    if args.backend != "both":
+        metrics = run_lesson(args.lesson, args.backend, variant=args.variant, epochs=args.epochs,
+                             profile=args.profile, seed=args.seed, device=args.device, out=out,
+                             options=dict(args.option))
+        key = metrics["judged_by"]
+        print(f"{args.backend}: test " + " - ".join(f"{k}: {v:.4f}" for k, v in metrics["test"].items())
+              + f" ({key} expected in [{metrics['expected'][0]:g}, {metrics['expected'][1]:g}]: "
+              + ("inside" if metrics["inside_expected"] else "OUTSIDE") + ")")
+        return 0
+    results = []
+    for backend in BACKENDS:
+        print(f"== {backend} backend", flush=True)
+        command = [sys.executable, "-m", "dual_backend.cli", *_argv_for(args, backend, out)]
+        if subprocess.run(command).returncode != 0:
+            return 1
+        results.append(json.loads((out / backend / "metrics.json").read_text()))
+    _print_side_by_side(results)
+    return 0
+
+
+def _argv_for(args, backend: str, out: Path) -> list[str]:
+    argv = ["run", args.lesson, "--backend", backend, "--profile", args.profile, "--device", args.device,
+            "--out", str(out)]
+    for flag, value in (("--variant", args.variant), ("--epochs", args.epochs), ("--seed", args.seed)):
+        if value is not None:
+            argv += [flag, str(value)]
+    for name, value in args.option:
+        argv += ["--option", f"{name}={value!r}"]
+    return argv
+
+
+def main(argv=None) -> int:
+    top = parser()
+    args = top.parse_args(argv)
+    if args.command == "list":
+        print(_lesson_listing())
+        return 0
+    _check_names(args, top)
+    try:
+        if getattr(args, "data_dir", None):
+            data.set_data_dir(args.data_dir)
+        if args.command == "summary":
+            import dual_backend
+
+            dual_backend.build(args.lesson, backend=args.backend, variant=args.variant, device=args.device,
+                               **dict(args.option)).summary()
+            return 0
+        return _run(args)
+    except DualBackendError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""The lesson registry: one spec per lesson, read by both backends, the CLI and the tests.
+
+A spec says what LESSONS.md says: the data, its preprocessing, the model's
+options, how the course compiles and fits it, the exercise variants, and the
+ranges a run must land in.  Two ranges per lesson: ``full`` for the course's
+own recipe (anchored on the figures the notes printed and on tf.keras runs
+here) and ``quick`` for the short CI profile (measured on both backends, see
+the docstrings of the ``quick`` profiles below).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dual_backend.errors import DualBackendError
+
+
+@dataclass(frozen=True)
+class Range:
+    """A closed interval a result must land in."""
+
+    low: float
+    high: float
+
+    def __contains__(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def __str__(self) -> str:
+        return f"[{self.low:g}, {self.high:g}]"
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The course's early-stop callback: stop when a training log crosses a threshold."""
+
+    key: str
+    below: float | None = None
+    above: float | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Quick:
+    """The short CI profile: train on the first ``train_samples`` images for ``epochs`` epochs.
+
+    The test set is always the full one, so quick accuracies are comparable.
+    """
+
+    epochs: int
+    train_samples: int | None = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An exercise of the lesson: changed model options and/or a changed recipe."""
+
+    description: str
+    options: dict = field(default_factory=dict)
+    epochs: int | None = None
+    dataset: str | None = None
+    scale: float | None = None
+    stop: Stop | None = None
+    params: int | None = None
+    full: Range | None = None
+    quick: Range | None = None
+    fails_with: str | None = None  # an error exercise: the words our error must contain
+
+
+@dataclass(frozen=True)
+class Lesson:
+    name: str
+    title: str
+    notes: str
+    input_shape: tuple[int, ...]
+    options: dict
+    epochs: int
+    quick: Quick
+    params: int
+    metric: str | None  # the key the course's metric shows up under, or None
+    full: Range  # test accuracy, or for regression the prediction
+    quick_range: Range
+    tolerance: float  # the largest difference allowed between the backends, same profile
+    dataset: str | None = None
+    scale: float | None = 1 / 255
+    batch_size: int = 32
+    stop: Stop | None = None
+    variants: dict[str, Variant] = field(default_factory=dict)
+
+    def variant(self, name: str | None) -> "Recipe":
+        """The lesson's recipe with exercise ``name`` applied (``None`` or ``'default'``: as the course)."""
+        if name in (None, "default"):
+            return Recipe(self, "default", Variant("as the course writes it"))
+        if name not in self.variants:
+            raise DualBackendError(
+                f"Unknown variant {name!r} of lesson {self.name!r}. "
+                f"Valid variants: {', '.join(['default', *self.variants])}."
+            )
+        return Recipe(self, name, self.variants[name])
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A lesson with one variant applied: everything a run needs, no number typed twice."""
+
+    lesson: Lesson
+    variant_name: str
+    variant: Variant
+
+    @property
+    def options(self) -> dict:
+        return {**self.lesson.options, **self.variant.options}
+
+    def model_options(self, overrides: dict) -> dict:
+        unknown = sorted(set(overrides) - set(self.lesson.options))
+        if unknown:
+            valid = ", ".join(self.lesson.options) or "none"
+            raise DualBackendError(
+                f"Unknown option {', '.join(map(repr, unknown))} for lesson {self.lesson.name!r}. "
+                f"Valid options: {valid}."
+            )
+        return {**self.options, **overrides}
+
+    def _pick(self, name: str):
+        value = getattr(self.variant, name)
+        return getattr(self.lesson, name) if value is None else value
+
+    @property
+    def epochs(self) -> int:
+        return self._pick("epochs")
+
+    @property
+    def dataset(self) -> str | None:
+        return self._pick("dataset")
+
+    @property
+    def stop(self) -> Stop | None:
+        return self._pick("stop")
+
+    @property
+    def params(self) -> int:
+        return self._pick("params")
+
+    @property
+    def scale(self) -> float | None:
+        # A variant turns normalisation off with scale=1.0 (raw 0-255 pixels).
+        return self._pick("scale")
+
+    @property
+    def fails_with(self) -> str | None:
+        return self.variant.fails_with
+
+    def expected(self, profile: str) -> Range:
+        if profile == "full":
+            return self.variant.full or self.lesson.full
+        return self.variant.quick or self.lesson.quick_range
+
+    def profile_epochs(self, profile: str) -> int:
+        if profile == "quick":
+            return min(self.epochs, self.lesson.quick.epochs)
+        return self.epochs
+
+    def train_samples(self, profile: str) -> int | None:
+        return self.lesson.quick.train_samples if profile == "quick" else None
+
+
+FASHION_STOP = Stop(key="loss", below=0.4, message="Reached 60% accuracy so cancelling training!")
+MNIST_STOP = Stop(key="accuracy", above=0.99, message="Reached 99% accuracy so cancelling training!")
+
+LESSONS: dict[str, Lesson] = {}
+
+
+def _register(lesson: Lesson) -> None:
+    LESSONS[lesson.name] = lesson
+
+
+_register(Lesson(
+    name="hello_world",
+    title="One neuron learns y = 3x + 1",
+    notes="seed 003 (also 000)",
+    dataset="hello_world",
+    input_shape=(1,),
+    options={},
+    epochs=500,
+    # The lesson is 500 one-step epochs; there is nothing shorter that still
+    # shows the line being learned, so the quick profile is the full recipe.
+    quick=Quick(epochs=500),
+    params=2,
+    metric=None,
+    full=Range(30.9, 31.1),
+    quick_range=Range(30.9, 31.1),
+    tolerance=0.1,
+    scale=None,
+))
+
+_register(Lesson(
+    name="fashion_mlp",
+    title="The first computer-vision model: Fashion-MNIST with one hidden layer",
+    notes="seeds 000-003",
+    dataset="fashion_mnist",
+    input_shape=(28, 28),
+    options={"hidden_units": 128, "extra_hidden_units": None, "flatten": True, "output_units": 10},
+    epochs=5,
+    # Quick: 10,000 training images, 2 epochs, full test set.
+    # Measured here, seeds 0-2: keras 0.806-0.818, torch 0.806-0.815.
+    quick=Quick(epochs=2, train_samples=10_000),
+    params=101_770,
+    metric="accuracy",
+    full=Range(0.86, 0.89),
+    quick_range=Range(0.77, 0.85),
+    tolerance=0.02,
+    variants={
+        "width_512": Variant("hidden layer of 512 units: slower, a little more accurate",
+                             options={"hidden_units": 512}, params=407_050, full=Range(0.86, 0.90)),
+        "width_1024": Variant("hidden layer of 1024 units", options={"hidden_units": 1024},
+                              params=814_090, full=Range(0.86, 0.90)),
+        "extra_layer": Variant("an extra hidden layer: 512 -> 256 -> 10",
+                               options={"hidden_units": 512, "extra_hidden_units": 256},
+                               params=535_818, full=Range(0.86, 0.90)),
+        "epochs_15": Variant("15 epochs: training loss keeps falling", epochs=15, full=Range(0.87, 0.90)),
+        "epochs_30": Variant("30 epochs: test loss stops falling (overfitting)", epochs=30,
+                             full=Range(0.87, 0.90)),
+        "no_normalization": Variant("raw 0-255 pixels, no scaling by 1/255", scale=1.0,
+                                    full=Range(0.70, 0.88), quick=Range(0.55, 0.85)),
+        "mnist": Variant("the same model on MNIST digits, width 512 (seed: 0.9776)", dataset="mnist",
+                         options={"hidden_units": 512}, params=407_050,
+                         full=Range(0.97, 0.99), quick=Range(0.92, 0.97)),
+        "stop_callback": Variant("width 512, stop when the epoch's training loss < 0.4 (seed: after epoch 2)",
+                                 options={"hidden_units": 512}, stop=FASHION_STOP, params=407_050,
+                                 full=Range(0.84, 0.89)),
+        "no_flatten": Variant("error exercise: no Flatten() first", options={"flatten": False, "hidden_units": 64},
+                              params=2_506, fails_with="Flatten()"),
+        "five_outputs": Variant("error exercise: last layer with 5 units for 10 classes",
+                                options={"output_units": 5, "hidden_units": 64}, params=50_565,
+                                fails_with="Received a label value of 9 which is outside the valid range of [0, 5)"),
+    },
+))
+
+_register(Lesson(
+    name="mnist_callback",
+    title="Train MNIST to 99% and stop with a callback",
+    notes="seed 000, exercise",
+    dataset="mnist",
+    input_shape=(28, 28),
+    options={"hidden_units": 128},
+    epochs=10,
+    stop=MNIST_STOP,
+    # Quick: 10,000 training images; the 99% rule is usually met within 10
+    # epochs on so few images.  Measured here: stops at epoch 7-9, test 0.94-0.95.
+    quick=Quick(epochs=10, train_samples=10_000),
+    params=101_770,
+    metric="accuracy",
+    full=Range(0.97, 0.99),
+    quick_range=Range(0.92, 0.97),
+    tolerance=0.02,
+    variants={
+        "width_256": Variant("hidden layer of 256 units (the note tries it too)", options={"hidden_units": 256},
+                             params=203_530),
+    },
+))
+
+
+def get(name: str) -> Lesson:
+    if name not in LESSONS:
+        raise DualBackendError(f"Unknown lesson {name!r}. Valid lessons: {', '.join(LESSONS)}.")
+    return LESSONS[name]
+
+
+def recipe(lesson: str, variant: str | None = None) -> Recipe:
+    return get(lesson).variant(variant)
+
+

@@ -1,0 +1,139 @@
+"""The Keras surface both backends share: compile, fit, evaluate, predict, summary, save.
+
+:class:`Model` does everything that does not depend on the framework once:
+checking inputs, choosing the callbacks, timing epochs, shaping what is
+returned.  ``keras_ref._model.KerasModel`` and ``torch_impl._model.TorchModel``
+fill in the few methods that do (``_compile``, ``_fit``, ``_evaluate``,
+``_predict``, ``layer_rows``, ``_save``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dual_backend import validation
+from dual_backend.callbacks import CallbackList, EpochTimer
+from dual_backend.errors import DualBackendError
+from dual_backend.progress import ProgressBar
+
+
+@dataclass
+class History:
+    """What ``fit`` returns: ``history`` maps each log key to one value per epoch, as in Keras."""
+
+    history: dict[str, list[float]]
+    epoch: list[int]
+    seconds_per_epoch: list[float] = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+
+
+def order_logs(logs: dict, loss_and_metrics: list[str]) -> dict:
+    """Logs in Keras 2's order, the same on both backends: loss, metrics, then their ``val_`` twins."""
+    keys = [*loss_and_metrics, *(f"val_{key}" for key in loss_and_metrics)]
+    return {key: float(logs[key]) for key in keys if key in logs}
+
+
+class Model:
+    backend = ""
+
+    def __init__(self, lesson: str | None, variant: str | None, options: dict, device: str):
+        self.lesson, self.variant, self.options, self.device = lesson, variant, options, device
+        self.stop_training = False
+        self.optimizer = self.loss = None
+        self.metrics: list[str] = []
+
+    # ------------------------------------------------------------------ Keras surface
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        """As ``keras.Model.compile``; the lessons come compiled as the course compiles them."""
+        self.loss = validation.loss_name(loss)
+        self.metrics = validation.metric_names(metrics)
+        self.optimizer = optimizer if not isinstance(optimizer, str) else validation.optimizer_name(optimizer)
+        self._compile(self.optimizer, self.loss, self.metrics)
+        return self
+
+    @property
+    def log_keys(self) -> list[str]:
+        return ["loss", *self.metrics]
+
+    def _check(self, x, y, batch_size: int):
+        inputs = validation.as_inputs(x, self.input_shape[1:])
+        targets = validation.as_targets(y, len(inputs), self.loss, self.output_shape, batch_size)
+        return inputs, targets
+
+    def fit(self, x, y, epochs: int = 1, batch_size: int | None = 32, validation_data=None, callbacks=None,
+            verbose="auto", shuffle: bool = True) -> History:
+        if self.loss is None:
+            raise DualBackendError("The model must be compiled before fit: call model.compile(...) first.")
+        batch_size = 32 if batch_size is None else batch_size
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise DualBackendError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        if not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise DualBackendError(f"epochs must be a non-negative integer, got {epochs!r}.")
+        x, y = self._check(x, y, batch_size)
+        validation_arrays = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise DualBackendError("validation_data must be a tuple (x_val, y_val).")
+            validation_arrays = self._check(*validation_data, batch_size)
+        timer = EpochTimer()
+        chosen = [timer, *([ProgressBar()] if verbose else []), *(callbacks or [])]
+        steps = -(-len(x) // batch_size)
+        callback_list = CallbackList(chosen, self, {"epochs": int(epochs), "steps": steps, "verbose": verbose})
+        self.stop_training = False
+        logs = self._fit(x, y, int(epochs), int(batch_size), validation_arrays, callback_list, shuffle)
+        return History(history=logs, epoch=list(range(len(timer.seconds))), seconds_per_epoch=timer.seconds,
+                       params={"epochs": int(epochs), "steps": steps})
+
+    def evaluate(self, x, y, batch_size: int = 32, verbose=0):
+        """``[loss, metric, ...]`` in compile order, or the bare loss when compiled without metrics."""
+        x, y = self._check(x, y, batch_size)
+        logs = self._evaluate(x, y, batch_size)
+        if verbose:
+            print(f"{len(x)} samples - {' - '.join(f'{k}: {logs[k]:.4f}' for k in self.log_keys)}")
+        values = [float(logs[key]) for key in self.log_keys]
+        return values if self.metrics else values[0]
+
+    def predict(self, x, batch_size: int = 32) -> np.ndarray:
+        """Outputs as numpy: probabilities for softmax and sigmoid heads."""
+        return self._predict(validation.as_inputs(x, self.input_shape[1:]), batch_size)
+
+    def summary(self, print_fn=print) -> None:
+        print_fn(format_summary(self.name, self.layer_rows(), self.count_params(), self.trainable_params()))
+
+    def count_params(self) -> int:
+        return sum(params for *_, params in self.layer_rows())
+
+    # ------------------------------------------------------------------ for the backends
+
+    name = "sequential"
+    input_shape: tuple = ()
+    output_shape: tuple = ()
+
+    def trainable_params(self) -> int:
+        raise NotImplementedError
+
+    def layer_rows(self) -> list[tuple[str, str, tuple, int]]:
+        """``(name, type, output shape with None batch, parameter count)`` per layer."""
+        raise NotImplementedError
+
+    def _compile(self, optimizer, loss, metrics): raise NotImplementedError
+    def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle) -> dict: raise NotImplementedError
+    def _evaluate(self, x, y, batch_size) -> dict: raise NotImplementedError
+    def _predict(self, x, batch_size) -> np.ndarray: raise NotImplementedError
+    def save(self, path) -> None: raise NotImplementedError
+
+
+def format_summary(name: str, rows, total: int, trainable: int) -> str:
+    """A Keras-2-style summary table, identical in form on both backends."""
+    width = 65
+    lines = [f'Model: "{name}"', "_" * width, f"{' Layer (type)':<29}{'Output Shape':<26}Param #", "=" * width]
+    for index, (layer, kind, shape, params) in enumerate(rows):
+        shape_text = "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+        lines.append(f" {f'{layer} ({kind})':<28}{shape_text:<26}{params:,}")
+        lines.append("_" * width if index < len(rows) - 1 else "=" * width)
+    lines += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+              f"Non-trainable params: {total - trainable:,}", "_" * width]
+    return "\n".join(lines)

@@ -1,0 +1,302 @@
+"""Keras' defaults for PyTorch: the one module every port shares.
+
+A port reads like its Keras twin because the pieces have Keras' names and,
+more importantly, Keras' behaviour rather than PyTorch's defaults (see the
+table at the end of LESSONS.md):
+
+- ``Dense`` and friends initialise kernels with glorot-uniform and biases with zeros;
+- ``Sequential([Input(shape), ...])`` infers every layer's shape, as Keras does;
+- ``compile`` takes Keras' optimizer, loss and metric strings with Keras' hyperparameters;
+- the loss behind a softmax or sigmoid head is computed from the logits, as Keras does;
+- epoch logs are sample-weighted means, accuracy follows Keras' rules
+  (sparse categorical for integer labels, binary behind a sigmoid).
+
+``Sequential`` is a ``LightningModule``: the Trainer owns the loop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dual_backend import validation
+
+ACTIVATIONS = {
+    None: lambda x: x,
+    "linear": lambda x: x,
+    "relu": F.relu,
+    "sigmoid": torch.sigmoid,
+    "softmax": lambda x: F.softmax(x, dim=-1),
+}
+# Heads whose loss Keras computes from the logits in front of them.
+PROBABILITY_HEADS = ("softmax", "sigmoid")
+
+
+# --------------------------------------------------------------------------- layers
+
+
+class Input:
+    """``keras.Input(shape)``: not a layer, the shape the next layers are built for."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+
+class Layer(nn.Module):
+    """A layer that, like Keras', learns its input shape when it is built."""
+
+    keras_type = "Layer"
+
+    def build(self, input_shape: tuple) -> tuple:
+        """Create the weights for ``input_shape`` (no batch axis); return the output shape."""
+        return input_shape
+
+    def logits(self, x):
+        return self(x)
+
+
+class Flatten(Layer):
+    keras_type = "Flatten"
+
+    def build(self, input_shape):
+        return (math.prod(input_shape),)
+
+    def forward(self, x):
+        return x.flatten(1)
+
+
+class Dense(Layer):
+    """``keras.layers.Dense``: applied to the last axis, glorot-uniform kernel, zero bias."""
+
+    keras_type = "Dense"
+
+    def __init__(self, units: int, activation: str | None = None):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise validation.DualBackendError(
+                f"Unknown activation {activation!r}. Valid activations: {', '.join(map(str, ACTIVATIONS))}."
+            )
+        self.units, self.activation = units, activation
+
+    def build(self, input_shape):
+        self.linear = nn.Linear(input_shape[-1], self.units)
+        nn.init.xavier_uniform_(self.linear.weight)  # Keras' glorot_uniform: same fan-in/fan-out rule
+        nn.init.zeros_(self.linear.bias)
+        return (*input_shape[:-1], self.units)
+
+    def logits(self, x):
+        return self.linear(x)
+
+    def forward(self, x):
+        return ACTIVATIONS[self.activation](self.linear(x))
+
+
+# --------------------------------------------------------------------------- optimizers
+
+
+class KerasAdam(torch.optim.Adam):
+    """Adam as Keras 3 applies it: ``lr·√(1−β2ᵗ)/(1−β1ᵗ) · m / (√v + ε)``, ε = 1e-7.
+
+    torch divides by ``√v/√(1−β2ᵗ) + ε`` instead, which is Keras' update with
+    ε scaled by ``1/√(1−β2ᵗ)``; so torch's own Adam reproduces Keras exactly
+    when that ε is set before each step.  Only the difference is written here.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-7):
+        super().__init__(params, lr=lr, betas=betas, eps=eps)
+        self.keras_epsilon = eps
+        self.iterations = 0
+
+    def step(self, closure=None):
+        self.iterations += 1
+        for group in self.param_groups:
+            group["eps"] = self.keras_epsilon / math.sqrt(1 - group["betas"][1] ** self.iterations)
+        return super().step(closure)
+
+
+class KerasRMSprop(torch.optim.Optimizer):
+    """RMSprop as Keras applies it: ``v = ρv + (1−ρ)g²``, ``p −= lr·g / √(v + ε)``.
+
+    Keras puts ε inside the square root; torch's RMSprop adds it outside
+    (``√v + ε``), which no setting of torch's class can express, so this one
+    update is written out (with foreach ops, as torch's own optimizers are).
+    """
+
+    def __init__(self, params, lr=1e-3, rho=0.9, eps=1e-7):
+        super().__init__(params, {"lr": lr, "rho": rho, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            velocities = [self.state[p].setdefault("velocity", torch.zeros_like(p)) for p in params]
+            torch._foreach_mul_(velocities, group["rho"])
+            torch._foreach_addcmul_(velocities, grads, grads, value=1 - group["rho"])
+            denominators = torch._foreach_add(velocities, group["eps"])
+            torch._foreach_sqrt_(denominators)
+            torch._foreach_addcdiv_(params, grads, denominators, value=-group["lr"])
+        return loss
+
+
+def make_optimizer(name: str, parameters):
+    """Keras' optimizer strings with Keras' default hyperparameters."""
+    if name == "adam":
+        return KerasAdam(parameters)
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=0.01)
+    if name == "rmsprop":
+        return KerasRMSprop(parameters)
+    raise validation.DualBackendError(
+        f"Unknown optimizer {name!r}. Valid optimizers: {', '.join(validation.OPTIMIZERS)}."
+    )
+
+
+# --------------------------------------------------------------------------- losses and metrics
+
+
+def keras_loss(name: str, logits, y):
+    """The loss Keras computes, from the logits behind a softmax or sigmoid head."""
+    if name == "sparse_categorical_crossentropy":
+        return F.cross_entropy(logits, y)
+    if name == "categorical_crossentropy":
+        return -(y * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+    if name == "binary_crossentropy":
+        return F.binary_cross_entropy_with_logits(logits, y)
+    return F.mse_loss(logits, y)
+
+
+def correct_predictions(loss: str, logits, y):
+    """How many predictions Keras' ``'accuracy'`` counts as right, for this loss."""
+    if loss == "sparse_categorical_crossentropy":
+        return (logits.argmax(-1) == y).sum()
+    if loss == "categorical_crossentropy":
+        return (logits.argmax(-1) == y.argmax(-1)).sum()
+    # Binary accuracy: probability > 0.5, i.e. logit > 0.
+    return ((logits > 0).to(y.dtype) == y).sum()
+
+
+class EpochMeans:
+    """Keras' epoch logs, accumulated on the device.
+
+    Loss is the batch-size-weighted mean, accuracy correct/seen.  The sums stay
+    tensors so that no step waits for the host (torchmetrics' MeanMetric checks
+    for NaN with a host-side ``if`` on every update, which would).
+    """
+
+    def __init__(self, metrics: list[str]):
+        self.metrics = metrics
+        self.reset()
+
+    def reset(self):
+        self.loss_sum = self.correct = 0.0
+        self.seen = 0
+
+    def update(self, loss, correct, batch_size: int):
+        self.loss_sum = self.loss_sum + loss.detach() * batch_size
+        if self.metrics:
+            self.correct = self.correct + correct
+        self.seen += batch_size
+
+    def compute(self, prefix: str = "") -> dict[str, float]:
+        if not self.seen:
+            return {}
+        logs = {f"{prefix}loss": float(self.loss_sum) / self.seen}
+        for metric in self.metrics:
+            logs[f"{prefix}{metric}"] = float(self.correct) / self.seen
+        return logs
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class Sequential(L.LightningModule):
+    """``keras.Sequential`` as a LightningModule: Keras' layers and compile, Lightning's loop."""
+
+    def __init__(self, layers, name: str = "sequential"):
+        super().__init__()
+        first, *rest = layers
+        if not isinstance(first, Input):
+            raise validation.DualBackendError("A Sequential model starts with Input(shape=...).")
+        shape, self.output_shapes = first.shape, []
+        for layer in rest:
+            shape = layer.build(shape)
+            self.output_shapes.append((None, *shape))
+        self.body = nn.ModuleList(rest)
+        self.layer_names = _keras_names(rest)
+        self.model_name = name
+        self.input_shape, self.output_shape = (None, *first.shape), (None, *shape)
+        self.keras_optimizer = self.keras_loss = None
+        self.keras_metrics: list[str] = []
+
+    # Keras' compile, deliberately shadowing nn.Module.compile (torch.compile(model) still works).
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        self.keras_optimizer = optimizer if not isinstance(optimizer, str) else validation.optimizer_name(optimizer)
+        self.keras_loss = validation.loss_name(loss)
+        self.keras_metrics = validation.metric_names(metrics)
+        self.train_means = EpochMeans(self.keras_metrics)
+        self.val_means = EpochMeans(self.keras_metrics)
+
+    def forward(self, x):
+        for layer in self.body:
+            x = layer(x)
+        return x
+
+    def logits(self, x):
+        """The output before a softmax or sigmoid head: what Keras computes the loss from."""
+        *hidden, head = self.body
+        for layer in hidden:
+            x = layer(x)
+        if getattr(head, "activation", None) in PROBABILITY_HEADS:
+            return head.logits(x)
+        return head(x)
+
+    def _step(self, batch, means: EpochMeans):
+        x, y = batch
+        logits = self.logits(x)
+        loss = keras_loss(self.keras_loss, logits, y)
+        correct = correct_predictions(self.keras_loss, logits, y) if self.keras_metrics else None
+        means.update(loss, correct, len(x))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, self.train_means)
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, self.val_means)
+
+    def predict_step(self, batch, batch_idx):
+        return self(batch[0])
+
+    def on_train_epoch_start(self):
+        self.train_means.reset()
+
+    def on_validation_epoch_start(self):
+        self.val_means.reset()
+
+    def configure_optimizers(self):
+        if isinstance(self.keras_optimizer, str):
+            return make_optimizer(self.keras_optimizer, self.parameters())
+        return self.keras_optimizer(self.parameters())
+
+
+def _keras_names(layers) -> list[str]:
+    """Keras' automatic layer names: ``dense``, ``dense_1``, ... per layer type."""
+    seen: dict[str, int] = {}
+    names = []
+    for layer in layers:
+        base = "".join("_" + c.lower() if c.isupper() else c for c in layer.keras_type).lstrip("_")
+        count = seen.get(base, 0)
+        names.append(base if count == 0 else f"{base}_{count}")
+        seen[base] = count + 1
+    return names
