@@ -1,0 +1,177 @@
+"""Training on real data with the quick profiles: both backends land in the measured ranges, and agree.
+
+The ranges are in each lesson's spec (dual_backend/lessons.py), measured on
+both backends with margin for seed noise; every run here uses seed 0.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+import dual_backend
+from dual_backend import lessons
+from dual_backend.callbacks import Callback, StopTraining
+from dual_backend.errors import DualBackendError
+from dual_backend.run import prepare_data, run_lesson
+from tests.conftest import BACKENDS, devices
+
+QUICK_RUNS = [("hello_world", "default"), ("fashion_mlp", "default"), ("fashion_mlp", "mnist"),
+              ("fashion_mlp", "no_normalization"), ("mnist_callback", "default")]
+
+_results: dict = {}
+
+
+def quick_result(lesson, variant, backend, device, out=None):
+    key = (lesson, variant, backend, device)
+    if key not in _results:
+        _results[key] = run_lesson(lesson, backend, variant=variant, profile="quick", seed=0, device=device,
+                                   out=out, verbose=0)
+    return _results[key]
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("lesson, variant", QUICK_RUNS)
+def test_quick_profile_lands_in_the_measured_range(lesson, variant, backend, device):
+    result = quick_result(lesson, variant, backend, device)
+    expected = lessons.recipe(lesson, variant).expected("quick")
+    value = result["test"][result["judged_by"]]
+    assert value in expected, f"{backend} {lesson}/{variant}: {result['judged_by']} {value:.4f} outside {expected}"
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("lesson, variant", QUICK_RUNS)
+def test_backends_agree_within_the_lessons_tolerance(lesson, variant, device):
+    keras, torch = (quick_result(lesson, variant, backend, device) for backend in BACKENDS)
+    key, tolerance = keras["judged_by"], lessons.get(lesson).tolerance
+    assert abs(keras["test"][key] - torch["test"][key]) <= tolerance
+
+
+def test_run_writes_history_and_metrics_files(tmp_path):
+    run_lesson("fashion_mlp", "torch", profile="quick", seed=0, device="cpu", out=tmp_path, verbose=0, epochs=1)
+    history = json.loads((tmp_path / "torch" / "history.json").read_text())
+    metrics = json.loads((tmp_path / "torch" / "metrics.json").read_text())
+    assert list(history) == ["loss", "accuracy"] and len(history["loss"]) == 1
+    for key in ("lesson", "variant", "backend", "device", "epochs_run", "params", "seconds_per_epoch", "test"):
+        assert key in metrics
+    assert metrics["params"] == 101_770 and set(metrics["test"]) == {"loss", "accuracy"}
+
+
+def test_hello_world_metrics_include_the_prediction_for_ten():
+    result = quick_result("hello_world", "default", "torch", "cpu")
+    assert set(result["test"]) == {"loss", "prediction"}
+
+
+@pytest.fixture(scope="module")
+def small_fashion():
+    prepared = prepare_data(lessons.recipe("fashion_mlp"), "quick")
+    return prepared.x_train[:5000], prepared.y_train[:5000], prepared.x_test[:1000], prepared.y_test[:1000]
+
+
+class RecordingStop(Callback):
+    """A user's callback: records what it sees and stops once training accuracy passes 0.80."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen, self.began = [], 0
+
+    def on_train_begin(self, logs=None):
+        self.began += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(dict(logs))
+        if logs["accuracy"] > 0.80:
+            self.model.stop_training = True
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_user_callback_stops_training_at_the_epoch_its_rule_fires(backend, small_fashion):
+    x, y, x_val, y_val = small_fashion
+    dual_backend.backend_package(backend).seed(0)
+    model = dual_backend.build("fashion_mlp", backend=backend, device="cpu")
+    callback = RecordingStop()
+    history = model.fit(x, y, epochs=8, validation_data=(x_val, y_val), callbacks=[callback], verbose=0)
+    fired = next(i for i, logs in enumerate(callback.seen) if logs["accuracy"] > 0.80)
+    assert callback.began == 1
+    assert len(history.epoch) == fired + 1 < 8
+    assert list(callback.seen[0]) == ["loss", "accuracy", "val_loss", "val_accuracy"]
+    assert history.history["accuracy"] == [logs["accuracy"] for logs in callback.seen]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_course_stop_callback_prints_the_course_sentence(backend, small_fashion, capsys):
+    x, y, *_ = small_fashion
+    dual_backend.backend_package(backend).seed(0)
+    model = dual_backend.build("fashion_mlp", backend=backend, device="cpu")
+    stop = StopTraining("loss", below=0.6, message=lessons.FASHION_STOP.message)
+    history = model.fit(x, y, epochs=6, callbacks=[stop], verbose=0)
+    assert len(history.epoch) < 6 and history.history["loss"][-1] < 0.6
+    assert all(loss >= 0.6 for loss in history.history["loss"][:-1])
+    assert "Reached 60% accuracy so cancelling training!" in capsys.readouterr().out
+
+
+class CountsTraining(Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs_begun = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs_begun += 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("variant", ["no_flatten", "five_outputs"])
+def test_error_exercises_fail_before_any_training(variant, backend, small_fashion):
+    x, y, *_ = small_fashion
+    model = dual_backend.build("fashion_mlp", backend=backend, variant=variant, device="cpu")
+    before = model.predict(x[:8])
+    counter = CountsTraining()
+    with pytest.raises(DualBackendError) as error:
+        model.fit(x, y, epochs=1, callbacks=[counter], verbose=0)
+    assert lessons.recipe("fashion_mlp", variant).fails_with in str(error.value)
+    assert counter.epochs_begun == 0
+    np.testing.assert_array_equal(model.predict(x[:8]), before)
+
+
+def test_no_flatten_error_names_both_shapes(small_fashion):
+    x, y, *_ = small_fashion
+    model = dual_backend.build("fashion_mlp", backend="torch", variant="no_flatten", device="cpu")
+    with pytest.raises(DualBackendError, match=r"labels of shape \(32,\).*output of shape \(32, 28, 10\)"):
+        model.fit(x, y, verbose=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_history_keys_are_the_metric_strings_given(backend, small_fashion):
+    x, y, x_val, y_val = small_fashion
+    model = dual_backend.build("fashion_mlp", backend=backend, device="cpu")
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["acc"])
+    history = model.fit(x[:500], y[:500], epochs=1, validation_data=(x_val, y_val), verbose=0)
+    assert list(history.history) == ["loss", "acc", "val_loss", "val_acc"]
+    assert len(model.evaluate(x_val, y_val)) == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_evaluate_returns_the_bare_loss_without_metrics(backend):
+    model = dual_backend.build("hello_world", backend=backend, device="cpu")
+    assert isinstance(model.evaluate([1.0, 2.0], [4.0, 7.0]), float)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_predict_gives_probabilities_that_sum_to_one(backend, small_fashion):
+    x, *_ = small_fashion
+    probabilities = dual_backend.build("fashion_mlp", backend=backend, device="cpu").predict(x[:5])
+    assert probabilities.shape == (5, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_saved_model_loads_back_with_identical_predictions(backend, small_fashion, tmp_path):
+    x, y, *_ = small_fashion
+    model = dual_backend.build("fashion_mlp", backend=backend, variant="width_512", device="cpu")
+    model.fit(x[:1000], y[:1000], epochs=1, verbose=0)
+    path = tmp_path / ("model.keras" if backend == "keras" else "model.pt")
+    model.save(path)
+    loaded = dual_backend.load_model(path, device="cpu")
+    assert (loaded.lesson, loaded.variant, loaded.count_params()) == ("fashion_mlp", "width_512", 407_050)
+    np.testing.assert_array_equal(loaded.predict(x[:64]), model.predict(x[:64]))
