@@ -38,6 +38,9 @@ def build(lesson: str, backend: str = "keras", variant: str | None = None, devic
     from dual_backend import lessons
 
     recipe = lessons.recipe(lesson, variant)
+    if recipe.lesson.kind != "train":
+        raise DualBackendError(f"Lesson {lesson!r} has no model to build: run it with "
+                               f"`dual-backend run {lesson}` (or dual_backend.run.run_lesson).")
     chosen = recipe.model_options(options)
     if device not in DEVICES:
         raise DualBackendError(f"Unknown device {device!r}. Valid devices: {', '.join(DEVICES)}.")

@@ -29,7 +29,9 @@ def _lesson_listing() -> str:
     for lesson in lessons.LESSONS.values():
         options = ", ".join(f"{name}={value!r}" for name, value in lesson.options.items()) or "none"
         lines.append(f"{lesson.name}: {lesson.title} ({lesson.notes})")
-        lines.append(f"  {lesson.params:,} params; {lesson.epochs} epochs; options: {options}")
+        trains = (f"{lesson.params:,} params; {lesson.epochs} epochs" if lesson.kind == "train"
+                  else "no model to train: one image, filtered and pooled")
+        lines.append(f"  {trains}; options: {options}")
         lines.append(f"  variants: default - as the course writes it")
         for name, variant in lesson.variants.items():
             lines.append(f"            {name} - {variant.description}")
@@ -87,6 +89,10 @@ def _check_names(args, top: argparse.ArgumentParser) -> None:
 
 def _print_side_by_side(results: list[dict]) -> None:
     first = results[0]
+    if lessons.get(first["lesson"]).kind == "convolution":
+        from dual_backend import convolution
+
+        return convolution.print_side_by_side(results)
     recipe = lessons.recipe(first["lesson"], first["variant"])
     keys = list(first["test"])
     low, high = first["expected"]
@@ -115,6 +121,11 @@ def _run(args) -> int:
         metrics = run_lesson(args.lesson, args.backend, variant=args.variant, epochs=args.epochs,
                              profile=args.profile, seed=args.seed, device=args.device, out=out,
                              options=dict(args.option))
+        if lessons.get(args.lesson).kind == "convolution":
+            from dual_backend import convolution
+
+            convolution.print_result(metrics)
+            return 0
         key = metrics["judged_by"]
         print(f"{args.backend}: test " + " - ".join(f"{k}: {v:.4f}" for k, v in metrics["test"].items())
               + f" ({key} expected in [{metrics['expected'][0]:g}, {metrics['expected'][1]:g}]: "

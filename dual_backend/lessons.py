@@ -64,6 +64,9 @@ class Variant:
     full: Range | None = None
     quick: Range | None = None
     fails_with: str | None = None  # an error exercise: the words our error must contain
+    standardize: bool | None = None
+    callbacks: bool | None = None
+    optimizer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,19 +74,30 @@ class Lesson:
     name: str
     title: str
     notes: str
-    input_shape: tuple[int, ...]
     options: dict
-    epochs: int
-    quick: Quick
-    params: int
-    metric: str | None  # the key the course's metric shows up under, or None
-    full: Range  # test accuracy, or for regression the prediction
-    quick_range: Range
-    tolerance: float  # the largest difference allowed between the backends, same profile
+    # What a run of the lesson does: "train" a model (fit, evaluate), or
+    # "convolution", the lesson that filters and pools one image by hand.
+    kind: str = "train"
+    input_shape: tuple[int, ...] = ()
+    epochs: int = 0
+    quick: Quick = Quick(epochs=0)
+    params: int = 0
+    metric: str | None = None  # the key the course's metric shows up under, or None
+    full: Range | None = None  # test accuracy, or for regression the prediction
+    quick_range: Range | None = None
+    tolerance: float = 0.0  # the largest difference allowed between the backends, same profile
     dataset: str | None = None
     scale: float | None = 1 / 255
     batch_size: int = 32
     stop: Stop | None = None
+    # keras_basics: the first ``validation_samples`` training images become validation_data.
+    validation_samples: int | None = None
+    # keras_basics: scikit-learn's StandardScaler fitted on the training pixels as one column.
+    standardize: bool = False
+    # keras_basics: TensorBoard logs, keep-the-best checkpoint by val_loss, early stopping.
+    callbacks: bool = False
+    # Image folders read by each backend's own pipeline (horse_or_human): steps per epoch.
+    steps_per_epoch: int | None = None
     variants: dict[str, Variant] = field(default_factory=dict)
 
     def variant(self, name: str | None) -> "Recipe":
@@ -144,6 +158,14 @@ class Recipe:
     def scale(self) -> float | None:
         # A variant turns normalisation off with scale=1.0 (raw 0-255 pixels).
         return self._pick("scale")
+
+    @property
+    def standardize(self) -> bool:
+        return self._pick("standardize")
+
+    @property
+    def callbacks(self) -> bool:
+        return self._pick("callbacks")
 
     @property
     def fails_with(self) -> str | None:
@@ -258,6 +280,125 @@ _register(Lesson(
     variants={
         "width_256": Variant("hidden layer of 256 units (the note tries it too)", options={"hidden_units": 256},
                              params=203_530),
+    },
+))
+
+_register(Lesson(
+    name="convolution",
+    title="Convolution and pooling by hand: filter the 'ascent' image, then 2x2 max pooling",
+    notes="seed 003, section 3",
+    kind="convolution",
+    dataset="ascent",
+    # The filters are named here; their 3x3 values live in dual_backend.convolution.FILTERS.
+    options={"filter": "horizontal", "weight": 1},
+    variants={
+        "edge": Variant("the note's edge filter: only sharp edges and straight lines pass",
+                        options={"filter": "edge"}),
+        "vertical": Variant("the note's third filter, the 'vertical' twin of the default",
+                            options={"filter": "vertical"}),
+    },
+))
+
+
+_register(Lesson(
+    name="fashion_cnn",
+    title="Convolutions improve Fashion-MNIST",
+    notes="seed 003, section 4",
+    dataset="fashion_mnist",
+    input_shape=(28, 28, 1),
+    # Exercises as options: ``filters`` of the first convolution (the second keeps 64),
+    # ``conv_layers`` convolution+pooling blocks, and ``drop_last_conv`` which deletes
+    # the second Conv2D line but keeps its pooling, as the exercise literally asks.
+    options={"filters": 64, "conv_layers": 2, "drop_last_conv": False},
+    epochs=5,
+    # Quick: 5,000 training images, 1 epoch, full test set.
+    # Measured here, seeds 0-1: see tests/test_training.py for the figures.
+    quick=Quick(epochs=1, train_samples=5_000),
+    params=243_786,
+    metric="accuracy",
+    # Course: "up to about 93%" training accuracy; tf.keras here: test 0.8994-0.9047.
+    full=Range(0.89, 0.93),
+    quick_range=Range(0.68, 0.84),
+    tolerance=0.03,
+    variants={
+        "filters_16": Variant("16 filters in the first convolution", options={"filters": 16}, params=215_658),
+        "filters_32": Variant("32 filters in the first convolution, as the note's step-by-step text",
+                              options={"filters": 32}, params=225_034),
+        "filters_64": Variant("64 filters in the first convolution (the default, named for the exercise)",
+                              options={"filters": 64}),
+        "drop_last_conv": Variant("the last Conv2D removed (its pooling kept): conv, pool, pool",
+                                  options={"drop_last_conv": True}, params=296_970, full=Range(0.87, 0.92)),
+        "add_conv": Variant("a third convolution+pooling block", options={"conv_layers": 3}, params=84_106,
+                            full=Range(0.85, 0.92), quick=Range(0.45, 0.84)),
+        "only_first_conv": Variant("all convolutions but the first removed", options={"conv_layers": 1},
+                                   params=1_386_506, full=Range(0.89, 0.93)),
+        "stop_callback": Variant("stop when the epoch's training loss < 0.4 (the previous lesson's callback)",
+                                 stop=FASHION_STOP, full=Range(0.84, 0.93)),
+    },
+))
+
+_register(Lesson(
+    name="horse_or_human",
+    title="A CNN on real 300x300 colour images",
+    notes="seed 003, sections 5-6",
+    dataset="horse_or_human",
+    input_shape=(300, 300, 3),
+    options={},
+    epochs=15,
+    batch_size=128,
+    steps_per_epoch=8,
+    # Quick: 2 epochs of 2 steps of 128 images; judged on loss and the validation set.
+    quick=Quick(epochs=2),
+    params=8_450_145,
+    metric="acc",
+    # The course judges training accuracy (above 99%, then mistakes on new images);
+    # the validation accuracy is reported, the full range is for training accuracy.
+    full=Range(0.90, 1.0),
+    quick_range=Range(0.0, 1.0),
+    tolerance=0.10,
+))
+
+_register(Lesson(
+    name="keras_basics",
+    title="The tf.keras workflow end to end",
+    notes="seed 004",
+    dataset="fashion_mnist",
+    input_shape=(28, 28),
+    options={"hidden_units": (300, 100), "activation": "sigmoid", "batch_norm": False, "alpha_dropout": None},
+    epochs=10,
+    validation_samples=5_000,
+    scale=None,  # baseline trains on raw, unscaled pixels
+    # Quick: 10,000 of the 55,000 training images, 2 epochs.
+    quick=Quick(epochs=2, train_samples=10_000),
+    params=266_610,
+    metric="accuracy",
+    # tf.keras here: 0.8025; the course printed 0.7997.
+    full=Range(0.70, 0.86),
+    quick_range=Range(0.30, 0.80),
+    tolerance=0.06,
+    variants={
+        "baseline": Variant("Dense 300 -> 100 sigmoid, sgd, raw pixels"),
+        "standardized": Variant("inputs standardised with StandardScaler (one mean and std)", standardize=True,
+                                full=Range(0.80, 0.88), quick=Range(0.68, 0.84)),
+        "callbacks": Variant("standardised, with TensorBoard, best checkpoint by val_loss, early stopping",
+                             standardize=True, callbacks=True, full=Range(0.80, 0.88), quick=Range(0.68, 0.84)),
+        "deep_relu": Variant("20 x Dense(10, relu): a slow start (vanishing gradients)", standardize=True,
+                             options={"hidden_units": (10,) * 20, "activation": "relu"}, params=10_050,
+                             full=Range(0.10, 0.88), quick=Range(0.05, 0.84)),
+        "deep_batchnorm": Variant("20 x Dense(10, relu) + BatchNormalization", standardize=True,
+                                  options={"hidden_units": (10,) * 20, "activation": "relu", "batch_norm": True},
+                                  params=10_850, full=Range(0.60, 0.88), quick=Range(0.10, 0.84)),
+        "deep_selu": Variant("20 x Dense(10, selu)", standardize=True,
+                             options={"hidden_units": (10,) * 20, "activation": "selu"}, params=10_050,
+                             full=Range(0.60, 0.88), quick=Range(0.10, 0.84)),
+        "deep_alphadropout": Variant("20 x Dense(10, selu), AlphaDropout(0.5), softmax", standardize=True,
+                                     options={"hidden_units": (10,) * 20, "activation": "selu",
+                                              "alpha_dropout": 0.5},
+                                     params=10_050, full=Range(0.40, 0.88), quick=Range(0.05, 0.84)),
+        "deep_full": Variant("20 x Dense(100, selu), AlphaDropout(0.5), sgd, standardised, the three callbacks",
+                             standardize=True, callbacks=True,
+                             options={"hidden_units": (100,) * 20, "activation": "selu", "alpha_dropout": 0.5},
+                             params=271_410, full=Range(0.75, 0.90), quick=Range(0.30, 0.84)),
     },
 ))
 

@@ -85,6 +85,10 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
                options: dict | None = None, verbose: int = 1) -> dict:
     """Train one lesson on one backend; returns (and writes under ``out/<backend>/``) its metrics."""
     recipe = lessons.recipe(lesson, variant)
+    if recipe.lesson.kind == "convolution":
+        from dual_backend import convolution
+
+        return convolution.run(recipe, backend, out=out, options=options or {}, device=device, verbose=verbose)
     prepared = prepare_data(recipe, profile)
     frontend = dual_backend.backend_package(backend)
     if seed is not None:

@@ -9,7 +9,7 @@ import dual_backend
 from dual_backend import cli, lessons
 from dual_backend.errors import DualBackendError
 
-EVERY_MODEL = [(lesson.name, variant) for lesson in lessons.LESSONS.values()
+EVERY_MODEL = [(lesson.name, variant) for lesson in lessons.LESSONS.values() if lesson.kind == "train"
                for variant in ["default", *lesson.variants]]
 
 

@@ -6,6 +6,8 @@ table at the end of LESSONS.md):
 
 - ``Dense`` and friends initialise kernels with glorot-uniform and biases with zeros;
 - ``Sequential([Input(shape), ...])`` infers every layer's shape, as Keras does;
+- images come in Keras' NHWC layout and are turned to torch's NCHW once, at
+  the model's entrance; shapes (``summary()``, ``build``) stay in Keras' NHWC;
 - ``compile`` takes Keras' optimizer, loss and metric strings with Keras' hyperparameters;
 - the loss behind a softmax or sigmoid head is computed from the logits, as Keras does;
 - epoch logs are sample-weighted means, accuracy follows Keras' rules
@@ -30,6 +32,7 @@ ACTIVATIONS = {
     "linear": lambda x: x,
     "relu": F.relu,
     "sigmoid": torch.sigmoid,
+    "selu": F.selu,
     "softmax": lambda x: F.softmax(x, dim=-1),
 }
 # Heads whose loss Keras computes from the logits in front of them.
@@ -69,6 +72,14 @@ class Flatten(Layer):
         return x.flatten(1)
 
 
+def _activation(name):
+    if name not in ACTIVATIONS:
+        raise validation.DualBackendError(
+            f"Unknown activation {name!r}. Valid activations: {', '.join(map(str, ACTIVATIONS))}."
+        )
+    return name
+
+
 class Dense(Layer):
     """``keras.layers.Dense``: applied to the last axis, glorot-uniform kernel, zero bias."""
 
@@ -76,11 +87,7 @@ class Dense(Layer):
 
     def __init__(self, units: int, activation: str | None = None):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise validation.DualBackendError(
-                f"Unknown activation {activation!r}. Valid activations: {', '.join(map(str, ACTIVATIONS))}."
-            )
-        self.units, self.activation = units, activation
+        self.units, self.activation = units, _activation(activation)
 
     def build(self, input_shape):
         self.linear = nn.Linear(input_shape[-1], self.units)
@@ -93,6 +100,117 @@ class Dense(Layer):
 
     def forward(self, x):
         return ACTIVATIONS[self.activation](self.linear(x))
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+class Conv2D(Layer):
+    """``keras.layers.Conv2D``, 'valid' padding: glorot-uniform kernel, zero bias, NCHW inside.
+
+    Shapes are given and reported as Keras' (height, width, channels).
+    """
+
+    keras_type = "Conv2D"
+
+    def __init__(self, filters: int, kernel_size, activation: str | None = None, strides=1):
+        super().__init__()
+        self.filters, self.kernel_size, self.strides = filters, _pair(kernel_size), _pair(strides)
+        self.activation = _activation(activation)
+
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise validation.DualBackendError(
+                f"Conv2D expects inputs of shape (height, width, channels), got {input_shape}: "
+                "reshape the images to (N, height, width, 1), as the course does."
+            )
+        height, width, channels = input_shape
+        self.conv = nn.Conv2d(channels, self.filters, self.kernel_size, stride=self.strides)
+        # glorot_uniform on OIHW: fans are in/out channels times the window, as Keras counts them on HWIO.
+        nn.init.xavier_uniform_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        return ((height - kh) // sh + 1, (width - kw) // sw + 1, self.filters)
+
+    def forward(self, x):
+        return ACTIVATIONS[self.activation](self.conv(x))
+
+
+class MaxPooling2D(Layer):
+    """``keras.layers.MaxPooling2D``: strides default to the pool size, 'valid' padding (floor)."""
+
+    keras_type = "MaxPooling2D"
+
+    def __init__(self, pool_size=(2, 2), strides=None):
+        super().__init__()
+        self.pool_size = _pair(pool_size)
+        self.strides = _pair(strides) if strides is not None else self.pool_size
+
+    def build(self, input_shape):
+        height, width, channels = input_shape
+        (ph, pw), (sh, sw) = self.pool_size, self.strides
+        return ((height - ph) // sh + 1, (width - pw) // sw + 1, channels)
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.pool_size, self.strides)
+
+
+class BatchNormalization(Layer):
+    """``keras.layers.BatchNormalization``: momentum 0.99, ε 1e-3, Keras' moving statistics.
+
+    Differences from ``nn.BatchNorm1d`` that change results: torch's momentum
+    is the weight of the *new* batch (Keras 0.99 is torch 0.01), its ε is
+    1e-5, and it updates the running variance with the unbiased batch
+    variance while normalising with the biased one; Keras uses the biased
+    variance for both.  The statistics are buffers named as Keras names them
+    and count as non-trainable parameters, as in Keras' summary.
+    """
+
+    keras_type = "BatchNormalization"
+
+    def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3):
+        super().__init__()
+        self.momentum, self.epsilon = momentum, epsilon
+
+    def build(self, input_shape):
+        features = input_shape[-1]
+        self.gamma = nn.Parameter(torch.ones(features))
+        self.beta = nn.Parameter(torch.zeros(features))
+        self.register_buffer("moving_mean", torch.zeros(features))
+        self.register_buffer("moving_variance", torch.ones(features))
+        return input_shape
+
+    def forward(self, x):
+        # Features are Keras' last axis: dim 1 in torch's layout, for flat and NCHW inputs alike.
+        axes = [d for d in range(x.dim()) if d != 1]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        if self.training:
+            variance, mean = torch.var_mean(x, dim=axes, correction=0)
+            with torch.no_grad():
+                self.moving_mean.lerp_(mean, 1 - self.momentum)
+                self.moving_variance.lerp_(variance, 1 - self.momentum)
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        scale = self.gamma * torch.rsqrt(variance + self.epsilon)
+        return x * scale.view(shape) + (self.beta - mean * scale).view(shape)
+
+
+class AlphaDropout(Layer):
+    """``keras.layers.AlphaDropout``: keeps selu's mean and variance; identity outside training.
+
+    torch's ``F.alpha_dropout`` draws the same mask and applies the same affine
+    correction (a = ((1−p)(1+p·α′²))^−½, b = −a·α′·p with α′ = −λα), so it is used as is.
+    """
+
+    keras_type = "AlphaDropout"
+
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x):
+        return F.alpha_dropout(x, self.rate, self.training)
 
 
 # --------------------------------------------------------------------------- optimizers
@@ -254,6 +372,7 @@ class Sequential(L.LightningModule):
             shape = layer.build(shape)
             self.output_shapes.append((None, *shape))
         self.body = nn.ModuleList(rest)
+        self.channels_first = any(isinstance(layer, Conv2D) for layer in rest)
         self.layer_names = _keras_names(rest)
         self.model_name = name
         self.input_shape, self.output_shape = (None, *first.shape), (None, *shape)
@@ -268,14 +387,28 @@ class Sequential(L.LightningModule):
         self.train_means = EpochMeans(self.keras_metrics)
         self.val_means = EpochMeans(self.keras_metrics)
 
+    def entrance(self, x):
+        """Keras' NHWC images → torch's NCHW, once (a no-op view for flat inputs)."""
+        return x.permute(0, 3, 1, 2) if self.channels_first else x
+
     def forward(self, x):
+        x = self.entrance(x)
         for layer in self.body:
             x = layer(x)
         return x
 
+    def layer_outputs(self, x) -> list:
+        """Every layer's output, images back in Keras' NHWC layout (for the activation figures)."""
+        outputs, x = [], self.entrance(x)
+        for layer in self.body:
+            x = layer(x)
+            outputs.append(x.permute(0, 2, 3, 1) if x.dim() == 4 else x)
+        return outputs
+
     def logits(self, x):
         """The output before a softmax or sigmoid head: what Keras computes the loss from."""
         *hidden, head = self.body
+        x = self.entrance(x)
         for layer in hidden:
             x = layer(x)
         if getattr(head, "activation", None) in PROBABILITY_HEADS:

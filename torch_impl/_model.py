@@ -171,7 +171,7 @@ class TorchModel(Model):
     def layer_rows(self):
         module = self.module
         return [
-            (name, layer.keras_type, shape, sum(p.numel() for p in layer.parameters()))
+            (name, layer.keras_type, shape, sum(t.numel() for t in (*layer.parameters(), *layer.buffers())))
             for name, layer, shape in zip(module.layer_names, module.body, module.output_shapes)
         ]
 
