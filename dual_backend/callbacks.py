@@ -81,6 +81,44 @@ class StopTraining(Callback):
             self.model.stop_training = True
 
 
+class FrameworkCallback:
+    """A callback both frameworks already ship: each backend hands it to its own implementation.
+
+    The keras side builds the ``tf.keras.callbacks`` class of the same name;
+    the torch side Lightning's logger or callback, set to the same semantics.
+    """
+
+
+class TensorBoard(FrameworkCallback):
+    """Epoch logs as TensorBoard event files under ``log_dir``
+    (Keras' ``TensorBoard``; Lightning's ``TensorBoardLogger``)."""
+
+    def __init__(self, log_dir):
+        self.log_dir = str(log_dir)
+
+
+class ModelCheckpoint(FrameworkCallback):
+    """Save the model after an epoch; with ``save_best_only`` only when ``monitor`` improved.
+
+    Keras writes ``filepath`` (``.keras``); Lightning writes ``filepath`` with
+    the suffix ``.ckpt`` (a Lightning checkpoint whose ``state_dict`` holds the weights).
+    """
+
+    def __init__(self, filepath, monitor: str = "val_loss", save_best_only: bool = False):
+        self.filepath, self.monitor, self.save_best_only = str(filepath), monitor, save_best_only
+
+
+class EarlyStopping(FrameworkCallback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    Keras' and Lightning's rules agree: an improvement is ``value < best - min_delta``
+    (for a loss), and training stops once ``patience`` epochs in a row are not one.
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0):
+        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
+
+
 class EpochTimer(Callback):
     """Wall-clock seconds of each epoch, validation included, as Keras' progress bar counts them."""
 

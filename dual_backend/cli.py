@@ -51,7 +51,7 @@ def _parse_option(text: str) -> tuple[str, object]:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="dual-backend", description=__doc__.split("\n\n")[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = top.add_subparsers(dest="command", required=True, metavar="{list,run,summary}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="{list,run,predict,summary}")
     commands.add_parser("list", help="the lessons, their variants and options")
 
     def lesson_command(name: str, help: str) -> argparse.ArgumentParser:
@@ -73,6 +73,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", default=None, help="folder holding fashion-mnist/, mnist/, ...")
     run.add_argument("--out", default=None, help="write <backend>/history.json and metrics.json here "
                                                  "(default: runs/<lesson>-<variant>)")
+    predict = commands.add_parser("predict", help="classify image files with a trained horse_or_human model")
+    predict.add_argument("lesson", choices=["horse_or_human"], metavar="LESSON", help="horse_or_human")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("--backend", choices=list(BACKENDS), required=True)
+    predict.add_argument("--checkpoint", required=True,
+                         help="the model `run` saved: OUT/keras/model.keras or OUT/torch/model.pt")
+    predict.add_argument("--device", choices=DEVICES, default="auto")
     summary = lesson_command("summary", "print the Keras-style model summary")
     summary.add_argument("--backend", choices=list(BACKENDS), default="keras")
     return top
@@ -153,12 +160,40 @@ def _argv_for(args, backend: str, out: Path) -> list[str]:
     return argv
 
 
+def _predict(args) -> int:
+    """The course's last cell: ``<file> is a human`` when the sigmoid output > 0.5, else a horse."""
+    import dual_backend
+    from dual_backend.images import load_images
+
+    try:
+        expected = {"keras": ".keras", "torch": ".pt"}[args.backend]
+        if not args.checkpoint.endswith(expected):
+            raise DualBackendError(f"--backend {args.backend} reads {expected} models; got {args.checkpoint}. "
+                                   f"Train one with `dual-backend run {args.lesson} --backend {args.backend}`.")
+        if not Path(args.checkpoint).is_file():
+            raise DualBackendError(f"No model at {args.checkpoint}. Train one with "
+                                   f"`dual-backend run {args.lesson} --backend {args.backend}`.")
+        model = dual_backend.load_model(args.checkpoint, device=args.device)
+        if model.lesson != args.lesson:
+            raise DualBackendError(f"{args.checkpoint} holds a {model.lesson!r} model, not {args.lesson!r}.")
+        classes = model.predict(load_images(args.images, model.input_shape[1:3]), batch_size=10)
+    except DualBackendError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for path, output in zip(args.images, classes[:, 0]):
+        print(f"{output:.6f}")
+        print(f"{Path(path).name} is a {'human' if output > 0.5 else 'horse'}")
+    return 0
+
+
 def main(argv=None) -> int:
     top = parser()
     args = top.parse_args(argv)
     if args.command == "list":
         print(_lesson_listing())
         return 0
+    if args.command == "predict":
+        return _predict(args)
     _check_names(args, top)
     try:
         if getattr(args, "data_dir", None):

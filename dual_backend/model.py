@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dual_backend import validation
-from dual_backend.callbacks import CallbackList, EpochTimer
+from dual_backend.callbacks import CallbackList, EpochTimer, FrameworkCallback
 from dual_backend.errors import DualBackendError
 from dual_backend.progress import ProgressBar
 
@@ -63,8 +63,11 @@ class Model:
         targets = validation.as_targets(y, len(inputs), self.loss, self.output_shape, batch_size)
         return inputs, targets
 
-    def fit(self, x, y, epochs: int = 1, batch_size: int | None = 32, validation_data=None, callbacks=None,
-            verbose="auto", shuffle: bool = True) -> History:
+    def fit(self, x, y=None, epochs: int = 1, batch_size: int | None = 32, validation_data=None,
+            callbacks=None, verbose="auto", shuffle: bool = True, steps_per_epoch: int | None = None) -> History:
+        """As ``keras.Model.fit``.  ``x`` is an array (with labels ``y``) or the backend's own
+        pipeline of ``(images, labels)`` batches: a ``tf.data.Dataset`` on keras, a
+        ``DataLoader`` on torch (see ``horse_or_human``); ``steps_per_epoch`` limits an epoch."""
         if self.loss is None:
             raise DualBackendError("The model must be compiled before fit: call model.compile(...) first.")
         batch_size = 32 if batch_size is None else batch_size
@@ -72,27 +75,38 @@ class Model:
             raise DualBackendError(f"batch_size must be a positive integer, got {batch_size!r}.")
         if not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise DualBackendError(f"epochs must be a non-negative integer, got {epochs!r}.")
-        x, y = self._check(x, y, batch_size)
-        validation_arrays = None
-        if validation_data is not None:
+        if steps_per_epoch is not None and (not isinstance(steps_per_epoch, (int, np.integer)) or steps_per_epoch < 1):
+            raise DualBackendError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}.")
+        if self._is_pipeline(x):
+            if y is not None:
+                raise DualBackendError("A data pipeline yields its own labels: pass y=None.")
+            steps = steps_per_epoch or len(x)
+        else:
+            x, y = self._check(x, y, batch_size)
+            steps = min(steps_per_epoch or np.inf, -(-len(x) // batch_size))
+        if validation_data is not None and not self._is_pipeline(validation_data):
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise DualBackendError("validation_data must be a tuple (x_val, y_val).")
-            validation_arrays = self._check(*validation_data, batch_size)
+                raise DualBackendError("validation_data must be a tuple (x_val, y_val) or a data pipeline.")
+            validation_data = self._check(*validation_data, batch_size)
+        callbacks = list(callbacks or [])
+        framework = [c for c in callbacks if isinstance(c, FrameworkCallback)]
         timer = EpochTimer()
-        chosen = [timer, *([ProgressBar()] if verbose else []), *(callbacks or [])]
-        steps = -(-len(x) // batch_size)
-        callback_list = CallbackList(chosen, self, {"epochs": int(epochs), "steps": steps, "verbose": verbose})
+        chosen = [timer, *([ProgressBar()] if verbose else []),
+                  *(c for c in callbacks if not isinstance(c, FrameworkCallback))]
+        callback_list = CallbackList(chosen, self, {"epochs": int(epochs), "steps": int(steps), "verbose": verbose})
         self.stop_training = False
-        logs = self._fit(x, y, int(epochs), int(batch_size), validation_arrays, callback_list, shuffle)
+        logs = self._fit(x, y, int(epochs), int(batch_size), validation_data, callback_list, shuffle,
+                         steps_per_epoch, framework)
         return History(history=logs, epoch=list(range(len(timer.seconds))), seconds_per_epoch=timer.seconds,
-                       params={"epochs": int(epochs), "steps": steps})
+                       params={"epochs": int(epochs), "steps": int(steps)})
 
-    def evaluate(self, x, y, batch_size: int = 32, verbose=0):
+    def evaluate(self, x, y=None, batch_size: int = 32, verbose=0):
         """``[loss, metric, ...]`` in compile order, or the bare loss when compiled without metrics."""
-        x, y = self._check(x, y, batch_size)
+        if not self._is_pipeline(x):
+            x, y = self._check(x, y, batch_size)
         logs = self._evaluate(x, y, batch_size)
         if verbose:
-            print(f"{len(x)} samples - {' - '.join(f'{k}: {logs[k]:.4f}' for k in self.log_keys)}")
+            print(" - ".join(f"{k}: {logs[k]:.4f}" for k in self.log_keys))
         values = [float(logs[key]) for key in self.log_keys]
         return values if self.metrics else values[0]
 
@@ -105,6 +119,14 @@ class Model:
 
     def count_params(self) -> int:
         return sum(params for *_, params in self.layer_rows())
+
+    def layer_names(self) -> list[str]:
+        return [name for name, *_ in self.layer_rows()]
+
+    def layer_outputs(self, x) -> list[np.ndarray]:
+        """Every layer's output for ``x``, images in Keras' (N, height, width, channels) layout
+        on both backends: what the course's activation figures are drawn from."""
+        return self._layer_outputs(validation.as_inputs(x, self.input_shape[1:]))
 
     # ------------------------------------------------------------------ for the backends
 
@@ -119,8 +141,14 @@ class Model:
         """``(name, type, output shape with None batch, parameter count)`` per layer."""
         raise NotImplementedError
 
+    def _is_pipeline(self, x) -> bool:
+        """Whether ``x`` is the backend's own data pipeline rather than an array."""
+        return False
+
     def _compile(self, optimizer, loss, metrics): raise NotImplementedError
-    def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle) -> dict: raise NotImplementedError
+    def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch,
+             framework) -> dict: raise NotImplementedError
+    def _layer_outputs(self, x) -> list[np.ndarray]: raise NotImplementedError
     def _evaluate(self, x, y, batch_size) -> dict: raise NotImplementedError
     def _predict(self, x, batch_size) -> np.ndarray: raise NotImplementedError
     def save(self, path) -> None: raise NotImplementedError

@@ -6,6 +6,7 @@ spec, so the CLI, the tests and the reports all train the same recipe.
 
 from __future__ import annotations
 
+import importlib
 import json
 import platform
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import numpy as np
 
 import dual_backend
 from dual_backend import data, lessons
-from dual_backend.callbacks import StopTraining
+from dual_backend.callbacks import EarlyStopping, ModelCheckpoint, StopTraining, TensorBoard
 from dual_backend.lessons import Recipe
 
 PROFILES = ("quick", "full")
@@ -23,24 +24,53 @@ PROFILES = ("quick", "full")
 
 @dataclass
 class Prepared:
-    """A lesson's arrays after the course's preprocessing."""
+    """A lesson's arrays after the course's preprocessing (``x_valid`` only when the lesson holds some out)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    x_valid: np.ndarray | None = None
+    y_valid: np.ndarray | None = None
+
+    @property
+    def validation_data(self):
+        return None if self.x_valid is None else (self.x_valid, self.y_valid)
+
+
+def standardize(x_train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """The note's StandardScaler: fitted on every training pixel as one column (one mean, one std)."""
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler()
+    shape = x_train.shape[1:]
+    fitted = scaler.fit_transform(x_train.astype(np.float32).reshape(-1, 1)).reshape(-1, *shape)
+    return [fitted, *(scaler.transform(x.astype(np.float32).reshape(-1, 1)).reshape(-1, *shape) for x in others)]
 
 
 def prepare_data(recipe: Recipe, profile: str = "full") -> Prepared:
-    """The lesson's data set, cut to the profile's training samples and scaled as the course scales it."""
+    """The lesson's data set as the course prepares it: held-out validation images, the
+    profile's training samples, scaling or standardisation, and a channel axis for convolutions."""
     (x_train, y_train), (x_test, y_test) = data.load(recipe.dataset)
+    x_valid = y_valid = None
+    held_out = recipe.lesson.validation_samples
+    if held_out:
+        x_valid, x_train = x_train[:held_out], x_train[held_out:]
+        y_valid, y_train = y_train[:held_out], y_train[held_out:]
     samples = recipe.train_samples(profile)
     if samples:
         x_train, y_train = x_train[:samples], y_train[:samples]
-    if recipe.scale is not None:
-        x_train = x_train.astype(np.float32) * np.float32(recipe.scale)
-        x_test = x_test.astype(np.float32) * np.float32(recipe.scale)
-    return Prepared(x_train, y_train, x_test, y_test)
+    images = [x for x in (x_train, x_valid, x_test) if x is not None]
+    if recipe.standardize:
+        images = standardize(*images)
+    elif recipe.scale is not None:
+        images = [x.astype(np.float32) * np.float32(recipe.scale) for x in images]
+    shape = recipe.lesson.input_shape
+    if len(shape) == 3:  # the course's reshape(60000, 28, 28, 1)
+        images = [x.reshape(len(x), *shape) for x in images]
+    x_train, *rest = images
+    x_valid, x_test = rest if held_out else (None, rest[0])
+    return Prepared(x_train, y_train, x_test, y_test, x_valid, y_valid)
 
 
 def course_callbacks(recipe: Recipe) -> list:
@@ -60,9 +90,12 @@ def score(recipe: Recipe, model, prepared: Prepared) -> dict:
     return test
 
 
-def headline(recipe: Recipe, test: dict) -> tuple[str, float]:
-    """The number a lesson is judged by: test accuracy, or hello_world's prediction."""
+def headline(recipe: Recipe, test: dict, history: dict) -> tuple[str, float]:
+    """The number a lesson is judged by: test accuracy, hello_world's prediction, or for
+    horse_or_human (whose point is overfitting) the last epoch's training accuracy."""
     key = recipe.lesson.metric or "prediction"
+    if recipe.lesson.judge_training:
+        return key, history[key][-1]
     return key, test[key]
 
 
@@ -83,34 +116,81 @@ def versions(backend: str) -> dict:
 def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: int | None = None,
                profile: str = "full", seed: int | None = None, device: str = "auto", out: Path | None = None,
                options: dict | None = None, verbose: int = 1) -> dict:
-    """Train one lesson on one backend; returns (and writes under ``out/<backend>/``) its metrics."""
+    """Train one lesson on one backend; returns (and writes under ``out/<backend>/``) its metrics,
+    its History, the trained model and the lesson's figures."""
     recipe = lessons.recipe(lesson, variant)
     if recipe.lesson.kind == "convolution":
         from dual_backend import convolution
 
         return convolution.run(recipe, backend, out=out, options=options or {}, device=device, verbose=verbose)
-    prepared = prepare_data(recipe, profile)
+    folder = None if out is None else Path(out) / backend
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
     frontend = dual_backend.backend_package(backend)
     if seed is not None:
         frontend.seed(seed)
     model = dual_backend.build(lesson, backend=backend, variant=variant, device=device, **(options or {}))
     epochs = recipe.profile_epochs(profile) if epochs is None else epochs
-    history = model.fit(prepared.x_train, prepared.y_train, epochs=epochs, batch_size=recipe.lesson.batch_size,
-                        callbacks=course_callbacks(recipe), verbose=verbose)
-    test = score(recipe, model, prepared)
-    key, value = headline(recipe, test)
+    callbacks = course_callbacks(recipe) + framework_callbacks(recipe, backend, folder)
+    if recipe.dataset == "horse_or_human":
+        prepared = None
+        train, test_set = image_folders(recipe, backend, profile, seed)
+        history = model.fit(train, epochs=epochs, steps_per_epoch=recipe.steps_per_epoch(profile),
+                            callbacks=callbacks, verbose=verbose)
+        test = dict(zip(model.log_keys, _as_list(model.evaluate(test_set))))
+    else:
+        prepared = prepare_data(recipe, profile)
+        history = model.fit(prepared.x_train, prepared.y_train, epochs=epochs,
+                            batch_size=recipe.lesson.batch_size, validation_data=prepared.validation_data,
+                            callbacks=callbacks, verbose=verbose)
+        test = score(recipe, model, prepared)
+    key, value = headline(recipe, test, history.history)
     expected = recipe.expected(profile)
     metrics = {
         "lesson": lesson, "variant": recipe.variant_name, "backend": backend, "device": model.device,
         "profile": profile, "seed": seed, "options": model.options,
         "epochs": epochs, "epochs_run": len(history.epoch), "params": model.count_params(),
         "seconds_per_epoch": history.seconds_per_epoch, "test": test,
-        "judged_by": key, "expected": [expected.low, expected.high], "inside_expected": value in expected,
+        "final_training": {k: v[-1] for k, v in history.history.items()} if history.epoch else {},
+        "judged_by": key, "judged_on": "training" if recipe.lesson.judge_training else "test",
+        "expected": [expected.low, expected.high], "inside_expected": value in expected,
         "versions": versions(backend),
     }
-    if out is not None:
-        folder = Path(out) / backend
-        folder.mkdir(parents=True, exist_ok=True)
+    if folder is not None:
         (folder / "history.json").write_text(json.dumps(history.history, indent=2))
+        model.save(folder / f"model{MODEL_SUFFIX[backend]}")
+        from dual_backend import figures
+
+        metrics["figures"] = [p.name for p in figures.lesson_figures(recipe, model, history, prepared, folder,
+                                                                     seed=seed)]
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+MODEL_SUFFIX = {"keras": ".keras", "torch": ".pt"}
+CHECKPOINT_SUFFIX = {"keras": ".keras", "torch": ".ckpt"}
+
+
+def framework_callbacks(recipe: Recipe, backend: str, folder: Path | None) -> list:
+    """keras_basics' three callbacks: TensorBoard logs, the best model by val_loss, early stopping."""
+    if not recipe.callbacks:
+        return []
+    if folder is None:
+        raise dual_backend.DualBackendError(f"{recipe.lesson.name}/{recipe.variant_name} writes TensorBoard logs "
+                                            "and a checkpoint: give it an output folder (--out).")
+    return [TensorBoard(folder / "logs"),
+            ModelCheckpoint(folder / f"best_model{CHECKPOINT_SUFFIX[backend]}", save_best_only=True),
+            EarlyStopping(patience=5, min_delta=1e-3)]
+
+
+def image_folders(recipe: Recipe, backend: str, profile: str, seed: int | None):
+    """horse_or_human: the backend's own pipelines over the train and validation folders."""
+    program = importlib.import_module(f"{dual_backend.BACKENDS[backend]}.{recipe.lesson.name}")
+    train_dir, validation_dir = data.horse_or_human_dirs()
+    batch_size = recipe.lesson.batch_size
+    return (program.training_data(train_dir, batch_size=batch_size, seed=seed),
+            program.validation_data(validation_dir, batch_size=batch_size))
+
+
+def _as_list(values) -> list:
+    return values if isinstance(values, list) else [values]

@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from dual_backend.callbacks import EarlyStopping, ModelCheckpoint, TensorBoard  # noqa: E402
 from dual_backend.errors import DualBackendError  # noqa: E402
 from dual_backend.model import Model, order_logs  # noqa: E402
 
@@ -81,6 +82,20 @@ class KerasBatchCallbacks(KerasCallbacks):
         self.callbacks.on_train_batch_end(batch, logs)
 
 
+def keras_callback(callback):
+    """The front end's ``TensorBoard`` / ``ModelCheckpoint`` / ``EarlyStopping`` as Keras' own."""
+    if isinstance(callback, TensorBoard):
+        return tf.keras.callbacks.TensorBoard(callback.log_dir)
+    if isinstance(callback, ModelCheckpoint):
+        Path(callback.filepath).parent.mkdir(parents=True, exist_ok=True)
+        return tf.keras.callbacks.ModelCheckpoint(callback.filepath, monitor=callback.monitor,
+                                                  save_best_only=callback.save_best_only)
+    if isinstance(callback, EarlyStopping):
+        return tf.keras.callbacks.EarlyStopping(monitor=callback.monitor, patience=callback.patience,
+                                                min_delta=callback.min_delta)
+    raise DualBackendError(f"No Keras counterpart for {type(callback).__name__}.")
+
+
 class KerasModel(Model):
     backend = "keras"
 
@@ -96,19 +111,32 @@ class KerasModel(Model):
     def _compile(self, optimizer, loss, metrics):
         self.keras_model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
 
-    def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle):
+    def _is_pipeline(self, x) -> bool:
+        return isinstance(x, tf.data.Dataset)
+
+    def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch, framework):
         adapter = (KerasBatchCallbacks if callbacks.wants_batches else KerasCallbacks)(callbacks, self)
-        history = self.keras_model.fit(x, y, epochs=epochs, batch_size=batch_size,
-                                       validation_data=validation_data, callbacks=[adapter], verbose=0,
+        pipeline = self._is_pipeline(x)
+        history = self.keras_model.fit(x, y, epochs=epochs, batch_size=None if pipeline else batch_size,
+                                       validation_data=validation_data, steps_per_epoch=steps_per_epoch,
+                                       callbacks=[adapter, *map(keras_callback, framework)], verbose=0,
                                        shuffle=shuffle)
         keys = [*self.log_keys, *(f"val_{key}" for key in self.log_keys)]
         return {key: [float(v) for v in history.history[key]] for key in keys if key in history.history}
 
     def _evaluate(self, x, y, batch_size):
+        if self._is_pipeline(x):
+            return self.keras_model.evaluate(x, verbose=0, return_dict=True)
         return self.keras_model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
 
     def _predict(self, x, batch_size):
         return np.asarray(self.keras_model.predict(x, batch_size=batch_size, verbose=0))
+
+    def _layer_outputs(self, x):
+        # The course's activation_model: one Model from the input to every layer's output.
+        model = self.keras_model
+        activation_model = tf.keras.Model(inputs=model.inputs, outputs=[layer.output for layer in model.layers])
+        return [np.asarray(output) for output in activation_model.predict(x, verbose=0)]
 
     def layer_rows(self):
         return [

@@ -6,8 +6,9 @@ table at the end of LESSONS.md):
 
 - ``Dense`` and friends initialise kernels with glorot-uniform and biases with zeros;
 - ``Sequential([Input(shape), ...])`` infers every layer's shape, as Keras does;
-- images come in Keras' NHWC layout and are turned to torch's NCHW once, at
-  the model's entrance; shapes (``summary()``, ``build``) stay in Keras' NHWC;
+- a model with convolutions computes in torch's NCHW layout (the front end turns
+  Keras' NHWC arrays around at the door); shapes (``summary()``, ``build``) are
+  reported in Keras' NHWC;
 - ``compile`` takes Keras' optimizer, loss and metric strings with Keras' hyperparameters;
 - the loss behind a softmax or sigmoid head is computed from the logits, as Keras does;
 - epoch logs are sample-weighted means, accuracy follows Keras' rules
@@ -288,6 +289,19 @@ class KerasRMSprop(KerasOptimizer):
         torch._foreach_addcdiv_(params, grads, denominators, value=-group["lr"])
 
 
+class RMSprop:
+    """``keras.optimizers.RMSprop(learning_rate=...)``: the settings now, the optimizer once
+    the model's parameters exist (in ``configure_optimizers``)."""
+
+    name = "rmsprop"
+
+    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, epsilon: float = 1e-7):
+        self.settings = {"lr": learning_rate, "rho": rho, "eps": epsilon}
+
+    def __call__(self, parameters):
+        return KerasRMSprop(parameters, **self.settings)
+
+
 def make_optimizer(name: str, parameters):
     """Keras' optimizer strings with Keras' default hyperparameters."""
     if name == "adam":
@@ -372,6 +386,7 @@ class Sequential(L.LightningModule):
             shape = layer.build(shape)
             self.output_shapes.append((None, *shape))
         self.body = nn.ModuleList(rest)
+        # Images go in as NCHW; Keras' (height, width, channels) shapes stay the public ones.
         self.channels_first = any(isinstance(layer, Conv2D) for layer in rest)
         self.layer_names = _keras_names(rest)
         self.model_name = name
@@ -387,19 +402,14 @@ class Sequential(L.LightningModule):
         self.train_means = EpochMeans(self.keras_metrics)
         self.val_means = EpochMeans(self.keras_metrics)
 
-    def entrance(self, x):
-        """Keras' NHWC images → torch's NCHW, once (a no-op view for flat inputs)."""
-        return x.permute(0, 3, 1, 2) if self.channels_first else x
-
     def forward(self, x):
-        x = self.entrance(x)
         for layer in self.body:
             x = layer(x)
         return x
 
     def layer_outputs(self, x) -> list:
         """Every layer's output, images back in Keras' NHWC layout (for the activation figures)."""
-        outputs, x = [], self.entrance(x)
+        outputs = []
         for layer in self.body:
             x = layer(x)
             outputs.append(x.permute(0, 2, 3, 1) if x.dim() == 4 else x)
@@ -408,7 +418,6 @@ class Sequential(L.LightningModule):
     def logits(self, x):
         """The output before a softmax or sigmoid head: what Keras computes the loss from."""
         *hidden, head = self.body
-        x = self.entrance(x)
         for layer in hidden:
             x = layer(x)
         if getattr(head, "activation", None) in PROBABILITY_HEADS:
@@ -437,6 +446,11 @@ class Sequential(L.LightningModule):
 
     def on_validation_epoch_start(self):
         self.val_means.reset()
+
+    def on_validation_epoch_end(self):
+        # Logged here, before Lightning's EarlyStopping and ModelCheckpoint look at val_loss.
+        if self.trainer.training or self.trainer.state.fn == "fit":
+            self.log_dict(self.val_means.compute("val_"))
 
     def configure_optimizers(self):
         if isinstance(self.keras_optimizer, str):

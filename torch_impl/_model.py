@@ -19,6 +19,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from dual_backend.callbacks import EarlyStopping, ModelCheckpoint, TensorBoard
 from dual_backend.errors import DualBackendError
 from dual_backend.model import Model, order_logs
 
@@ -113,7 +114,7 @@ class KerasCallbacks(L.Callback):
         # Lightning has already run this epoch's validation when this hook fires.
         logs = {**module.train_means.compute(), **module.val_means.compute("val_")}
         logs = order_logs(logs, self.front.log_keys)
-        module.log_dict(logs)  # for Lightning's own EarlyStopping / ModelCheckpoint
+        module.log_dict({k: v for k, v in logs.items() if not k.startswith("val_")})  # val_: by the module
         for key, value in logs.items():
             self.history[key].append(value)
         self.callbacks.on_epoch_end(trainer.current_epoch, logs)
@@ -122,6 +123,31 @@ class KerasCallbacks(L.Callback):
 
     def on_train_end(self, trainer, module):
         self.callbacks.on_train_end({})
+
+
+def lightning_counterparts(framework) -> tuple:
+    """The front end's ``TensorBoard`` / ``ModelCheckpoint`` / ``EarlyStopping`` as Lightning's
+    logger and callbacks, set to Keras' semantics."""
+    from lightning.pytorch import callbacks as lightning_callbacks
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    logger, chosen = False, []
+    for callback in framework:
+        if isinstance(callback, TensorBoard):
+            logger = TensorBoardLogger(save_dir=callback.log_dir, name="", version="")
+        elif isinstance(callback, ModelCheckpoint):
+            path = Path(callback.filepath)
+            # Keras' save_best_only keeps one file, overwritten on each improvement.
+            chosen.append(lightning_callbacks.ModelCheckpoint(
+                dirpath=path.parent, filename=path.stem, monitor=callback.monitor if callback.save_best_only else None,
+                mode="min", save_top_k=1, enable_version_counter=False,
+                auto_insert_metric_name=False))
+        elif isinstance(callback, EarlyStopping):
+            chosen.append(lightning_callbacks.EarlyStopping(
+                monitor=callback.monitor, mode="min", patience=callback.patience, min_delta=callback.min_delta))
+        else:
+            raise DualBackendError(f"No Lightning counterpart for {type(callback).__name__}.")
+    return logger, chosen
 
 
 class TorchModel(Model):
@@ -139,34 +165,55 @@ class TorchModel(Model):
         self.module.compile(optimizer=optimizer, loss=loss, metrics=metrics)
 
     def _trainer(self, **settings) -> L.Trainer:
+        settings = {"logger": False, "enable_checkpointing": False, **settings}
         return L.Trainer(
-            accelerator=self.device, devices=1, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, **settings,
+            accelerator=self.device, devices=1, enable_progress_bar=False, enable_model_summary=False,
+            num_sanity_val_steps=0, **settings,
         )
+
+    def _is_pipeline(self, x) -> bool:
+        return isinstance(x, torch.utils.data.DataLoader)
 
     def _tensors(self, *arrays):
         return [torch.from_numpy(np.ascontiguousarray(a)).to(self.torch_device) for a in arrays]
 
-    def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle):
+    def _inputs(self, x):
+        """Keras' NHWC images as the NCHW tensor a convolutional module computes on."""
+        (x,) = self._tensors(x)
+        return x.permute(0, 3, 1, 2) if self.module.channels_first and x.dim() == 4 else x
+
+    def _batches(self, x, y=None, batch_size=32, shuffle=False):
+        tensors = [self._inputs(x)] + ([] if y is None else self._tensors(y))
+        return TensorBatches(*tensors, batch_size=batch_size, shuffle=shuffle)
+
+    def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch, framework):
         adapter = KerasCallbacks(callbacks, self)
-        trainer = self._trainer(max_epochs=epochs, callbacks=[adapter],
-                                limit_val_batches=1.0 if validation_data else 0)
-        train = TensorBatches(*self._tensors(x, y), batch_size=batch_size, shuffle=shuffle)
-        val = TensorBatches(*self._tensors(*validation_data), batch_size=batch_size, shuffle=False) \
-            if validation_data else None
+        logger, lightning_callbacks = lightning_counterparts(framework)
+        trainer = self._trainer(max_epochs=epochs, callbacks=[adapter, *lightning_callbacks], logger=logger,
+                                enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in framework),
+                                limit_train_batches=steps_per_epoch or 1.0,
+                                limit_val_batches=1.0 if validation_data is not None else 0)
+        train = x if self._is_pipeline(x) else self._batches(x, y, batch_size, shuffle)
+        val = validation_data
+        if validation_data is not None and not self._is_pipeline(validation_data):
+            val = self._batches(*validation_data, batch_size=batch_size)
         self.module.val_means.reset()
         trainer.fit(self.module, train_dataloaders=train, val_dataloaders=val)
         return dict(adapter.history)
 
     def _evaluate(self, x, y, batch_size):
-        self._trainer().validate(self.module, TensorBatches(*self._tensors(x, y), batch_size=batch_size,
-                                                            shuffle=False), verbose=False)
+        batches = x if self._is_pipeline(x) else self._batches(x, y, batch_size)
+        self._trainer().validate(self.module, batches, verbose=False)
         return self.module.val_means.compute()
 
     def _predict(self, x, batch_size):
-        batches = self._trainer().predict(self.module, TensorBatches(*self._tensors(x), batch_size=batch_size,
-                                                                     shuffle=False))
+        batches = self._trainer().predict(self.module, self._batches(x, batch_size=batch_size))
         return torch.cat(batches).cpu().numpy()
+
+    def _layer_outputs(self, x):
+        self.module.to(self.torch_device).eval()
+        with torch.no_grad():
+            return [output.cpu().numpy() for output in self.module.layer_outputs(self._inputs(x))]
 
     def layer_rows(self):
         module = self.module
