@@ -116,8 +116,8 @@ def _print_side_by_side(results: list[dict]) -> None:
     if len(results) == 2:
         key = first["judged_by"]
         difference = abs(results[0]["test"][key] - results[1]["test"][key])
-        verdict = "within" if difference <= recipe.lesson.tolerance else "OUTSIDE"
-        print(f"difference in {key}: {difference:.4f} ({verdict} the tolerance {recipe.lesson.tolerance:g})")
+        verdict = "within" if difference <= recipe.tolerance else "OUTSIDE"
+        print(f"difference in {key}: {difference:.4f} ({verdict} the tolerance {recipe.tolerance:g})")
 
 
 def _run(args) -> int:

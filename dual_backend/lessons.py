@@ -67,7 +67,7 @@ class Variant:
     fails_with: str | None = None  # an error exercise: the words our error must contain
     standardize: bool | None = None
     callbacks: bool | None = None
-    optimizer: str | None = None
+    tolerance: float | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,10 @@ class Recipe:
     def scale(self) -> float | None:
         # A variant turns normalisation off with scale=1.0 (raw 0-255 pixels).
         return self._pick("scale")
+
+    @property
+    def tolerance(self) -> float:
+        return self._pick("tolerance")
 
     @property
     def standardize(self) -> bool:

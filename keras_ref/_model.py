@@ -120,7 +120,7 @@ class KerasModel(Model):
         history = self.keras_model.fit(x, y, epochs=epochs, batch_size=None if pipeline else batch_size,
                                        validation_data=validation_data, steps_per_epoch=steps_per_epoch,
                                        callbacks=[adapter, *map(keras_callback, framework)], verbose=0,
-                                       shuffle=shuffle)
+                                       shuffle=shuffle and not pipeline)  # a Dataset shuffles itself
         keys = [*self.log_keys, *(f"val_{key}" for key in self.log_keys)]
         return {key: [float(v) for v in history.history[key]] for key in keys if key in history.history}
 

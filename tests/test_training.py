@@ -5,6 +5,8 @@ both backends with margin for seed noise; every run here uses seed 0.
 """
 
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,16 +19,22 @@ from dual_backend.run import prepare_data, run_lesson
 from tests.conftest import BACKENDS, devices
 
 QUICK_RUNS = [("hello_world", "default"), ("fashion_mlp", "default"), ("fashion_mlp", "mnist"),
-              ("fashion_mlp", "no_normalization"), ("mnist_callback", "default")]
+              ("fashion_mlp", "no_normalization"), ("mnist_callback", "default"),
+              *((lesson, variant) for lesson in ("fashion_cnn", "keras_basics")
+                for variant in ["default", *lessons.get(lesson).variants])]
 
 _results: dict = {}
 
 
-def quick_result(lesson, variant, backend, device, out=None):
+def quick_result(lesson, variant, backend, device):
+    """One quick-profile run per lesson, variant, backend and device, shared by the tests below;
+    written to a temporary folder (models, figures, keras_basics' logs and checkpoints)."""
     key = (lesson, variant, backend, device)
     if key not in _results:
-        _results[key] = run_lesson(lesson, backend, variant=variant, profile="quick", seed=0, device=device,
-                                   out=out, verbose=0)
+        out = Path(tempfile.mkdtemp(prefix=f"{lesson}-{variant}-"))
+        result = run_lesson(lesson, backend, variant=variant, profile="quick", seed=0, device=device,
+                            out=out, verbose=0)
+        _results[key] = {**result, "folder": out / backend}
     return _results[key]
 
 
@@ -44,8 +52,18 @@ def test_quick_profile_lands_in_the_measured_range(lesson, variant, backend, dev
 @pytest.mark.parametrize("lesson, variant", QUICK_RUNS)
 def test_backends_agree_within_the_lessons_tolerance(lesson, variant, device):
     keras, torch = (quick_result(lesson, variant, backend, device) for backend in BACKENDS)
-    key, tolerance = keras["judged_by"], lessons.get(lesson).tolerance
+    key, tolerance = keras["judged_by"], lessons.recipe(lesson, variant).tolerance
     assert abs(keras["test"][key] - torch["test"][key]) <= tolerance
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("lesson, variant", [("fashion_cnn", "default"), ("keras_basics", "baseline")])
+def test_quick_run_writes_the_lessons_figures(lesson, variant, backend):
+    result = quick_result(lesson, variant, backend, "cpu")
+    expected = {"fashion_cnn": ["activations.png"], "keras_basics": ["training_images.png", "learning_curves.png"]}
+    assert result["figures"] == expected[lesson]
+    for name in result["figures"]:
+        assert (result["folder"] / name).stat().st_size > 10_000
 
 
 def test_run_writes_history_and_metrics_files(tmp_path):

@@ -30,6 +30,8 @@ logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*validation_step.*but have no `val_dataloader`.*")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+# keras_basics' checkpoint sits beside the run's other files, as Keras' does.
+warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
 
 
 def select_device(device: str) -> str:
@@ -190,6 +192,7 @@ class TorchModel(Model):
         adapter = KerasCallbacks(callbacks, self)
         logger, lightning_callbacks = lightning_counterparts(framework)
         trainer = self._trainer(max_epochs=epochs, callbacks=[adapter, *lightning_callbacks], logger=logger,
+                                log_every_n_steps=1,  # only epoch logs are written; silences a warning
                                 enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in framework),
                                 limit_train_batches=steps_per_epoch or 1.0,
                                 limit_val_batches=1.0 if validation_data is not None else 0)

@@ -1,0 +1,152 @@
+"""The lessons of issue 3 beyond their quick runs: layouts, callbacks, image pipelines, predict.
+
+Each test trains for seconds at most on a slice of the real data.
+"""
+
+import importlib
+import json
+
+import numpy as np
+import pytest
+
+import dual_backend
+from dual_backend import cli, data, lessons
+from dual_backend.callbacks import EarlyStopping, ModelCheckpoint, TensorBoard
+from dual_backend.run import prepare_data
+from tests.conftest import BACKENDS
+
+
+@pytest.fixture(scope="module")
+def standardized():
+    prepared = prepare_data(lessons.recipe("keras_basics", "standardized"), "quick")
+    return prepared.x_train[:2000], prepared.y_train[:2000], prepared.x_valid[:1000], prepared.y_valid[:1000]
+
+
+def test_keras_basics_holds_out_the_first_5000_training_images_for_validation():
+    (x_train, y_train), _ = data.load_fashion_mnist()
+    prepared = prepare_data(lessons.recipe("keras_basics", "baseline"), "full")
+    assert (len(prepared.x_train), len(prepared.x_valid), len(prepared.x_test)) == (55_000, 5_000, 10_000)
+    np.testing.assert_array_equal(prepared.y_valid, y_train[:5000])
+    np.testing.assert_array_equal(prepared.x_train[0], x_train[5000])  # raw pixels for the baseline
+
+
+def test_standardized_inputs_have_one_mean_and_one_std_fitted_on_training_pixels():
+    prepared = prepare_data(lessons.recipe("keras_basics", "standardized"), "full")
+    assert abs(prepared.x_train.mean()) < 1e-3 and abs(prepared.x_train.std() - 1) < 1e-3
+    assert prepared.x_valid.mean() != pytest.approx(0, abs=1e-4)  # transformed with the training statistics
+
+
+def test_fashion_cnn_data_gets_a_channel_axis():
+    prepared = prepare_data(lessons.recipe("fashion_cnn"), "quick")
+    assert prepared.x_train.shape[1:] == (28, 28, 1) and prepared.x_test.shape == (10_000, 28, 28, 1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fashion_cnn_summary_shows_the_shrinking_shapes(backend):
+    lines = []
+    dual_backend.build("fashion_cnn", backend=backend, device="cpu").summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    for shape in ("(None, 26, 26, 64)", "(None, 13, 13, 64)", "(None, 11, 11, 64)", "(None, 5, 5, 64)"):
+        assert shape in text
+
+
+def test_torch_layer_outputs_are_nhwc_so_channel_indices_match_keras():
+    import torch
+
+    model = dual_backend.build("fashion_cnn", backend="torch", device="cpu")
+    x = prepare_data(lessons.recipe("fashion_cnn"), "quick").x_test[:3]
+    first = model.layer_outputs(x)[0]
+    conv = model.module.body[0].conv
+    direct = torch.relu(conv(torch.from_numpy(x).permute(0, 3, 1, 2))).detach().numpy()
+    assert first.shape == (3, 26, 26, 64)
+    np.testing.assert_allclose(first[..., 1], direct[:, 1], atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_early_stopping_stops_on_both_backends_by_keras_rule(backend, standardized):
+    x, y, x_val, y_val = standardized
+    dual_backend.backend_package(backend).seed(0)
+    model = dual_backend.build("keras_basics", backend=backend, variant="standardized", device="cpu")
+    # No epoch can improve val_loss by 10: the first sets the best, the second exhausts patience 1.
+    history = model.fit(x, y, epochs=6, validation_data=(x_val, y_val), verbose=0,
+                        callbacks=[EarlyStopping(patience=1, min_delta=10.0)])
+    assert len(history.epoch) == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_checkpoint_keeps_the_model_with_the_best_val_loss(backend, standardized, tmp_path):
+    x, y, x_val, y_val = standardized
+    dual_backend.backend_package(backend).seed(0)
+    model = dual_backend.build("keras_basics", backend=backend, variant="standardized", device="cpu")
+    path = tmp_path / ("best.keras" if backend == "keras" else "best.ckpt")
+    history = model.fit(x, y, epochs=3, validation_data=(x_val, y_val), verbose=0,
+                        callbacks=[ModelCheckpoint(path, save_best_only=True)])
+    assert path.stat().st_size > 0
+    best = min(history.history["val_loss"])
+    if backend == "keras":
+        import tensorflow as tf
+
+        loss = tf.keras.models.load_model(path).evaluate(x_val, y_val, verbose=0)[0]
+    else:
+        import torch
+
+        model.module.load_state_dict(torch.load(path, weights_only=False)["state_dict"])
+        loss = model.evaluate(x_val, y_val)[0]
+    assert loss == pytest.approx(best, rel=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tensorboard_writes_event_files(backend, standardized, tmp_path):
+    x, y, x_val, y_val = standardized
+    model = dual_backend.build("keras_basics", backend=backend, variant="standardized", device="cpu")
+    model.fit(x[:500], y[:500], epochs=1, validation_data=(x_val, y_val), verbose=0,
+              callbacks=[TensorBoard(tmp_path / "logs")])
+    events = list((tmp_path / "logs").rglob("events.out.tfevents*"))
+    assert events and all(path.stat().st_size > 0 for path in events)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keras_basics_callbacks_variant_writes_logs_and_the_best_checkpoint(backend):
+    from tests.test_training import quick_result
+
+    folder = quick_result("keras_basics", "callbacks", backend, "cpu")["folder"]
+    assert list((folder / "logs").rglob("events.out.tfevents*"))
+    assert (folder / ("best_model.keras" if backend == "keras" else "best_model.ckpt")).stat().st_size > 0
+
+
+def horse_or_human_program(backend):
+    return importlib.import_module(f"{dual_backend.BACKENDS[backend]}.horse_or_human")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_horse_or_human_labels_come_from_folder_names_horses_0_humans_1(backend):
+    _, validation_dir = data.horse_or_human_dirs()
+    batches = iter(horse_or_human_program(backend).validation_data(validation_dir, batch_size=128))
+    (horses_x, horses_y), (humans_x, humans_y) = next(batches), next(batches)
+    assert np.all(np.asarray(horses_y) == 0) and np.all(np.asarray(humans_y) == 1)  # 128 + 128, in order
+    assert np.asarray(horses_x).max() <= 1.0 and np.asarray(horses_x).shape[1:] in ((300, 300, 3), (3, 300, 300))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_horse_or_human_trains_a_few_steps_and_predicts_probabilities(backend, tmp_path, capsys):
+    train_dir, validation_dir = data.horse_or_human_dirs()
+    dual_backend.backend_package(backend).seed(0)
+    model = dual_backend.build("horse_or_human", backend=backend, device="cpu")
+    history = model.fit(horse_or_human_program(backend).training_data(train_dir, batch_size=8, seed=0),
+                        epochs=1, steps_per_epoch=2, verbose=0)
+    assert list(history.history) == ["loss", "acc"] and np.isfinite(history.history["loss"][0])
+    path = tmp_path / ("model.keras" if backend == "keras" else "model.pt")
+    model.save(path)
+    images = [str(validation_dir / "horses" / "horse1-000.png"), str(validation_dir / "humans" / "valhuman01-00.png")]
+    assert cli.main(["predict", "horse_or_human", *images, "--backend", backend, "--checkpoint", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    probabilities = [float(line) for line in lines[0::2]]
+    assert all(0.0 <= p <= 1.0 for p in probabilities)
+    assert [line.rsplit(" is a ", 1)[0] for line in lines[1::2]] == ["horse1-000.png", "valhuman01-00.png"]
+    assert all(line.endswith(("is a horse", "is a human")) for line in lines[1::2])
+
+
+def test_predict_without_a_trained_model_says_how_to_get_one(tmp_path, capsys):
+    code = cli.main(["predict", "horse_or_human", "x.png", "--backend", "torch",
+                     "--checkpoint", str(tmp_path / "model.pt")])
+    assert code == 1 and "dual-backend run horse_or_human --backend torch" in capsys.readouterr().err
