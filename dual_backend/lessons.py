@@ -323,27 +323,33 @@ _register(Lesson(
     # the second Conv2D line but keeps its pooling, as the exercise literally asks.
     options={"filters": 64, "conv_layers": 2, "drop_last_conv": False},
     epochs=5,
-    # Quick: 5,000 training images, 1 epoch, full test set.
-    # Measured here, seeds 0-1: see tests/test_training.py for the figures.
+    # Quick: 5,000 training images, 1 epoch, full test set.  Measured here, seeds 0-1
+    # (test accuracy, keras / torch): default 0.775, 0.775 / 0.788, 0.776; filters_16
+    # 0.771, 0.765 / 0.771, 0.765; filters_32 0.769, 0.771 / 0.760, 0.743; drop_last_conv
+    # 0.774, 0.779 / 0.786, 0.776; add_conv 0.712, 0.729 / 0.697, 0.730;
+    # only_first_conv 0.809, 0.818 / 0.821, 0.829.
     quick=Quick(epochs=1, train_samples=5_000),
     params=243_786,
     metric="accuracy",
     # Course: "up to about 93%" training accuracy; tf.keras here: test 0.8994-0.9047.
     full=Range(0.89, 0.93),
-    quick_range=Range(0.68, 0.84),
-    tolerance=0.03,
+    quick_range=Range(0.70, 0.85),
+    tolerance=0.04,
     variants={
-        "filters_16": Variant("16 filters in the first convolution", options={"filters": 16}, params=215_658),
+        "filters_16": Variant("16 filters in the first convolution", options={"filters": 16}, params=215_658,
+                              quick=Range(0.69, 0.84)),
         "filters_32": Variant("32 filters in the first convolution, as the note's step-by-step text",
-                              options={"filters": 32}, params=225_034),
+                              options={"filters": 32}, params=225_034, quick=Range(0.68, 0.84)),
         "filters_64": Variant("64 filters in the first convolution (the default, named for the exercise)",
                               options={"filters": 64}),
         "drop_last_conv": Variant("the last Conv2D removed (its pooling kept): conv, pool, pool",
-                                  options={"drop_last_conv": True}, params=296_970, full=Range(0.87, 0.92)),
+                                  options={"drop_last_conv": True}, params=296_970, full=Range(0.87, 0.92),
+                                  quick=Range(0.70, 0.85)),
         "add_conv": Variant("a third convolution+pooling block", options={"conv_layers": 3}, params=84_106,
-                            full=Range(0.85, 0.92), quick=Range(0.45, 0.84)),
+                            full=Range(0.85, 0.92), quick=Range(0.60, 0.80)),
         "only_first_conv": Variant("all convolutions but the first removed", options={"conv_layers": 1},
-                                   params=1_386_506, full=Range(0.89, 0.93)),
+                                   params=1_386_506, full=Range(0.89, 0.93),
+                                   quick=Range(0.74, 0.88)),
         "stop_callback": Variant("stop when the epoch's training loss < 0.4 (the previous lesson's callback)",
                                  stop=FASHION_STOP, full=Range(0.84, 0.93)),
     },
@@ -382,37 +388,47 @@ _register(Lesson(
     epochs=10,
     validation_samples=5_000,
     scale=None,  # baseline trains on raw, unscaled pixels
-    # Quick: 10,000 of the 55,000 training images, 2 epochs.
+    # Quick: 10,000 of the 55,000 training images, 2 epochs.  Measured here, seeds 0-1
+    # (test accuracy, keras / torch): baseline 0.708, 0.702 / 0.715, 0.696; standardized
+    # 0.599, 0.665 / 0.663, 0.654 (SGD on standardised inputs starts slower, then
+    # overtakes); deep_relu 0.100, 0.100 / 0.100, 0.127 (vanishing gradients: chance);
+    # deep_batchnorm 0.295, 0.355 / 0.335, 0.170; deep_selu 0.630, 0.707 / 0.679, 0.528;
+    # deep_alphadropout 0.407, 0.457 / 0.441, -; deep_full 0.791, 0.729 / see the tests.
+    # The deep variants are that noisy after 2 epochs; their tolerances say so.
     quick=Quick(epochs=2, train_samples=10_000),
     params=266_610,
     metric="accuracy",
     # tf.keras here: 0.8025; the course printed 0.7997.
     full=Range(0.70, 0.86),
-    quick_range=Range(0.30, 0.80),
+    quick_range=Range(0.62, 0.79),
     tolerance=0.06,
     variants={
         "baseline": Variant("Dense 300 -> 100 sigmoid, sgd, raw pixels"),
         "standardized": Variant("inputs standardised with StandardScaler (one mean and std)", standardize=True,
-                                full=Range(0.80, 0.88), quick=Range(0.68, 0.84)),
+                                full=Range(0.80, 0.88), quick=Range(0.52, 0.76), tolerance=0.10),
         "callbacks": Variant("standardised, with TensorBoard, best checkpoint by val_loss, early stopping",
-                             standardize=True, callbacks=True, full=Range(0.80, 0.88), quick=Range(0.68, 0.84)),
+                             standardize=True, callbacks=True, full=Range(0.80, 0.88), quick=Range(0.52, 0.76),
+                             tolerance=0.10),
         "deep_relu": Variant("20 x Dense(10, relu): a slow start (vanishing gradients)", standardize=True,
                              options={"hidden_units": (10,) * 20, "activation": "relu"}, params=10_050,
-                             full=Range(0.10, 0.88), quick=Range(0.05, 0.84)),
+                             full=Range(0.10, 0.88), quick=Range(0.05, 0.30), tolerance=0.10),
         "deep_batchnorm": Variant("20 x Dense(10, relu) + BatchNormalization", standardize=True,
                                   options={"hidden_units": (10,) * 20, "activation": "relu", "batch_norm": True},
-                                  params=10_850, full=Range(0.60, 0.88), quick=Range(0.10, 0.84)),
+                                  params=10_850, full=Range(0.60, 0.88), quick=Range(0.10, 0.55),
+                                  tolerance=0.20),
         "deep_selu": Variant("20 x Dense(10, selu)", standardize=True,
                              options={"hidden_units": (10,) * 20, "activation": "selu"}, params=10_050,
-                             full=Range(0.60, 0.88), quick=Range(0.10, 0.84)),
+                             full=Range(0.60, 0.88), quick=Range(0.40, 0.80), tolerance=0.20),
         "deep_alphadropout": Variant("20 x Dense(10, selu), AlphaDropout(0.5), softmax", standardize=True,
                                      options={"hidden_units": (10,) * 20, "activation": "selu",
                                               "alpha_dropout": 0.5},
-                                     params=10_050, full=Range(0.40, 0.88), quick=Range(0.05, 0.84)),
+                                     params=10_050, full=Range(0.40, 0.88), quick=Range(0.25, 0.65),
+                                     tolerance=0.20),
         "deep_full": Variant("20 x Dense(100, selu), AlphaDropout(0.5), sgd, standardised, the three callbacks",
                              standardize=True, callbacks=True,
                              options={"hidden_units": (100,) * 20, "activation": "selu", "alpha_dropout": 0.5},
-                             params=271_410, full=Range(0.75, 0.90), quick=Range(0.30, 0.84)),
+                             params=271_410, full=Range(0.75, 0.90), quick=Range(0.60, 0.86),
+                             tolerance=0.12),
     },
 ))
 
