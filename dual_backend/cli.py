@@ -94,6 +94,12 @@ def _check_names(args, top: argparse.ArgumentParser) -> None:
         top.error(str(error))
 
 
+def _judged_value(result: dict) -> float:
+    """The number the lesson is judged by: a test metric, or (horse_or_human) the last training epoch's."""
+    source = result["final_training"] if result["judged_on"] == "training" else result["test"]
+    return source[result["judged_by"]]
+
+
 def _print_side_by_side(results: list[dict]) -> None:
     first = results[0]
     if lessons.get(first["lesson"]).kind == "convolution":
@@ -102,22 +108,27 @@ def _print_side_by_side(results: list[dict]) -> None:
         return convolution.print_side_by_side(results)
     recipe = lessons.recipe(first["lesson"], first["variant"])
     keys = list(first["test"])
+    judged = f"{first['judged_on']} {first['judged_by']}"
     low, high = first["expected"]
     print(f"\n{first['lesson']} ({first['variant']}), {first['profile']} profile, "
-          f"expected {first['judged_by']} in [{low:g}, {high:g}]")
-    header = f"{'backend':<8}{'device':<8}{'epochs':>7}{'s/epoch':>9}" + "".join(f"{k:>12}" for k in keys)
+          f"expected {judged} in [{low:g}, {high:g}]")
+    header = f"{'backend':<8}{'device':<8}{'epochs':>7}{'s/epoch':>9}" + "".join(f"{'test ' + k:>14}" for k in keys)
+    if first["judged_on"] == "training":
+        header += f"{judged:>14}"
     print(header + "  verdict")
     for result in results:
         per_epoch = result["seconds_per_epoch"]
         steady = sum(per_epoch[1:]) / len(per_epoch[1:]) if len(per_epoch) > 1 else sum(per_epoch)
         row = f"{result['backend']:<8}{result['device']:<8}{result['epochs_run']:>7}{steady:>9.2f}"
-        row += "".join(f"{result['test'][k]:>12.4f}" for k in keys)
+        row += "".join(f"{result['test'][k]:>14.4f}" for k in keys)
+        if first["judged_on"] == "training":
+            row += f"{_judged_value(result):>14.4f}"
         print(row + ("  inside" if result["inside_expected"] else "  OUTSIDE"))
     if len(results) == 2:
         key = first["judged_by"]
-        difference = abs(results[0]["test"][key] - results[1]["test"][key])
+        difference = abs(_judged_value(results[0]) - _judged_value(results[1]))
         verdict = "within" if difference <= recipe.tolerance else "OUTSIDE"
-        print(f"difference in {key}: {difference:.4f} ({verdict} the tolerance {recipe.tolerance:g})")
+        print(f"difference in {judged}: {difference:.4f} ({verdict} the tolerance {recipe.tolerance:g})")
 
 
 def _run(args) -> int:
@@ -133,10 +144,11 @@ def _run(args) -> int:
 
             convolution.print_result(metrics)
             return 0
-        key = metrics["judged_by"]
+        judged = f"{metrics['judged_on']} {metrics['judged_by']}"
         print(f"{args.backend}: test " + " - ".join(f"{k}: {v:.4f}" for k, v in metrics["test"].items())
-              + f" ({key} expected in [{metrics['expected'][0]:g}, {metrics['expected'][1]:g}]: "
-              + ("inside" if metrics["inside_expected"] else "OUTSIDE") + ")")
+              + f"; {judged} {_judged_value(metrics):.4f} expected in "
+              + f"[{metrics['expected'][0]:g}, {metrics['expected'][1]:g}]: "
+              + ("inside" if metrics["inside_expected"] else "OUTSIDE"))
         return 0
     results = []
     for backend in BACKENDS:

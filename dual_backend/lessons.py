@@ -101,6 +101,8 @@ class Lesson:
     steps_per_epoch: int | None = None
     # Judge the last epoch's training metric instead of the test one (horse_or_human).
     judge_training: bool = False
+    # keras_basics: print predict(x_test[:n]) and its argmax classes, as the note does.
+    show_predictions: int = 0
     variants: dict[str, Variant] = field(default_factory=dict)
 
     def variant(self, name: str | None) -> "Recipe":
@@ -388,6 +390,7 @@ _register(Lesson(
     epochs=10,
     validation_samples=5_000,
     scale=None,  # baseline trains on raw, unscaled pixels
+    show_predictions=3,
     # Quick: 10,000 of the 55,000 training images, 2 epochs.  Measured here, seeds 0-1
     # (test accuracy, keras / torch): baseline 0.708, 0.702 / 0.715, 0.696; standardized
     # 0.599, 0.665 / 0.663, 0.654 (SGD on standardised inputs starts slower, then

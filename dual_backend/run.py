@@ -145,6 +145,7 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
                             callbacks=callbacks, verbose=verbose)
         test = score(recipe, model, prepared)
     key, value = headline(recipe, test, history.history)
+    predictions = show_predictions(recipe, model, prepared, verbose)
     expected = recipe.expected(profile)
     metrics = {
         "lesson": lesson, "variant": recipe.variant_name, "backend": backend, "device": model.device,
@@ -156,6 +157,8 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
         "expected": [expected.low, expected.high], "inside_expected": value in expected,
         "versions": versions(backend),
     }
+    if predictions:
+        metrics["predictions"] = predictions
     if folder is not None:
         (folder / "history.json").write_text(json.dumps(history.history, indent=2))
         model.save(folder / f"model{MODEL_SUFFIX[backend]}")
@@ -165,6 +168,20 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
                                                                      seed=seed)]
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def show_predictions(recipe: Recipe, model, prepared: Prepared | None, verbose) -> dict | None:
+    """keras_basics' ``model.predict(x_test[:3])``: the probabilities and their argmax classes."""
+    count = recipe.lesson.show_predictions
+    if not count or prepared is None:
+        return None
+    probabilities = model.predict(prepared.x_test[:count])
+    classes = probabilities.argmax(axis=-1)
+    if verbose:
+        print(f"predict(x_test[:{count}]):")
+        print(np.array2string(probabilities, precision=2, suppress_small=True))
+        print("classes:", classes.tolist(), [data.FASHION_MNIST_CLASS_NAMES[c] for c in classes])
+    return {"probabilities": probabilities.round(6).tolist(), "classes": classes.tolist()}
 
 
 MODEL_SUFFIX = {"keras": ".keras", "torch": ".pt"}

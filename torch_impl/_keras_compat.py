@@ -20,6 +20,7 @@ table at the end of LESSONS.md):
 from __future__ import annotations
 
 import math
+import re
 
 import lightning as L
 import torch
@@ -473,7 +474,9 @@ def _keras_names(layers) -> list[str]:
     seen: dict[str, int] = {}
     names = []
     for layer in layers:
-        base = "".join("_" + c.lower() if c.isupper() else c for c in layer.keras_type).lstrip("_")
+        # Keras' to_snake_case: MaxPooling2D → max_pooling2d, BatchNormalization → batch_normalization.
+        base = re.sub("(.)([A-Z][a-z0-9]+)", r"\1_\2", layer.keras_type)
+        base = re.sub("([a-z])([A-Z])", r"\1_\2", base).lower()
         count = seen.get(base, 0)
         names.append(base if count == 0 else f"{base}_{count}")
         seen[base] = count + 1
