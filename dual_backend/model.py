@@ -120,6 +120,14 @@ class Model:
     def count_params(self) -> int:
         return sum(params for *_, params in self.layer_rows())
 
+    def get_weights(self) -> list[np.ndarray]:
+        """Keras' ``model.get_weights()`` on both backends: the arrays in Keras' layout and order
+        (Dense kernels (inputs, units), Conv2D kernels HWIO, BatchNormalization's four)."""
+        return self._get_weights()
+
+    def set_weights(self, weights) -> None:
+        self._set_weights(list(weights))
+
     def layer_names(self) -> list[str]:
         return [name for name, *_ in self.layer_rows()]
 
@@ -149,6 +157,8 @@ class Model:
     def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch,
              framework) -> dict: raise NotImplementedError
     def _layer_outputs(self, x) -> list[np.ndarray]: raise NotImplementedError
+    def _get_weights(self) -> list[np.ndarray]: raise NotImplementedError
+    def _set_weights(self, weights) -> None: raise NotImplementedError
     def _evaluate(self, x, y, batch_size) -> dict: raise NotImplementedError
     def _predict(self, x, batch_size) -> np.ndarray: raise NotImplementedError
     def save(self, path) -> None: raise NotImplementedError

@@ -132,6 +132,12 @@ class KerasModel(Model):
     def _predict(self, x, batch_size):
         return np.asarray(self.keras_model.predict(x, batch_size=batch_size, verbose=0))
 
+    def _get_weights(self):
+        return [np.asarray(w) for w in self.keras_model.get_weights()]
+
+    def _set_weights(self, weights):
+        self.keras_model.set_weights(weights)
+
     def _layer_outputs(self, x):
         # The course's activation_model: one Model from the input to every layer's output.
         model = self.keras_model

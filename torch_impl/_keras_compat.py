@@ -23,6 +23,7 @@ import math
 import re
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -62,6 +63,34 @@ class Layer(nn.Module):
 
     def logits(self, x):
         return self(x)
+
+    # Keras' ``layer.get_weights()`` / ``set_weights()``: numpy arrays in Keras' own layout
+    # and order, so that weights move between the two frameworks (``dual_backend.copy_weights``).
+    def keras_tensors(self) -> list:
+        return []
+
+    def get_weights(self) -> list:
+        return [self.to_keras(i, t.detach().cpu().numpy()) for i, t in enumerate(self.keras_tensors())]
+
+    @torch.no_grad()
+    def set_weights(self, arrays) -> None:
+        tensors = self.keras_tensors()
+        if len(arrays) != len(tensors):
+            raise validation.DualBackendError(
+                f"{self.keras_type} holds {len(tensors)} weight arrays, got {len(arrays)}.")
+        for index, (tensor, array) in enumerate(zip(tensors, arrays)):
+            converted = self.from_keras(index, np.asarray(array, dtype=np.float32))
+            if tuple(converted.shape) != tuple(tensor.shape):
+                raise validation.DualBackendError(
+                    f"{self.keras_type} weight {index} has shape {tuple(tensor.shape)} here, "
+                    f"got {np.asarray(array).shape} in Keras' layout.")
+            tensor.copy_(torch.from_numpy(np.ascontiguousarray(converted)))
+
+    def to_keras(self, index: int, array):
+        return array
+
+    def from_keras(self, index: int, array):
+        return array
 
 
 class Flatten(Layer):
@@ -103,6 +132,31 @@ class Dense(Layer):
     def forward(self, x):
         return ACTIVATIONS[self.activation](self.linear(x))
 
+    # Keras' kernel is (inputs, units), torch's weight (units, inputs).  After a Flatten
+    # of convolution maps, the inputs also come in another order: Keras flattens
+    # (height, width, channels), torch (channels, height, width).
+    flattened_from: tuple | None = None  # (height, width, channels), set by Sequential
+
+    def keras_tensors(self):
+        return [self.linear.weight, self.linear.bias]
+
+    def to_keras(self, index, array):
+        if index == 1:
+            return array
+        if self.flattened_from:
+            height, width, channels = self.flattened_from
+            array = array.reshape(-1, channels, height, width).transpose(0, 2, 3, 1).reshape(len(array), -1)
+        return array.T
+
+    def from_keras(self, index, array):
+        if index == 1:
+            return array
+        array = array.T
+        if self.flattened_from:
+            height, width, channels = self.flattened_from
+            array = array.reshape(-1, height, width, channels).transpose(0, 3, 1, 2).reshape(len(array), -1)
+        return array
+
 
 def _pair(value) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
@@ -134,6 +188,15 @@ class Conv2D(Layer):
         nn.init.zeros_(self.conv.bias)
         (kh, kw), (sh, sw) = self.kernel_size, self.strides
         return ((height - kh) // sh + 1, (width - kw) // sw + 1, self.filters)
+
+    def keras_tensors(self):
+        return [self.conv.weight, self.conv.bias]
+
+    def to_keras(self, index, array):
+        return array.transpose(2, 3, 1, 0) if index == 0 else array  # OIHW → Keras' HWIO
+
+    def from_keras(self, index, array):
+        return array.transpose(3, 2, 0, 1) if index == 0 else array  # HWIO → OIHW
 
     def forward(self, x):
         # In place: a convolution does not need its output for its own backward pass.
@@ -183,6 +246,9 @@ class BatchNormalization(Layer):
         self.register_buffer("moving_mean", torch.zeros(features))
         self.register_buffer("moving_variance", torch.ones(features))
         return input_shape
+
+    def keras_tensors(self):
+        return [self.gamma, self.beta, self.moving_mean, self.moving_variance]
 
     def forward(self, x):
         # Features are Keras' last axis: dim 1 in torch's layout, for flat and NCHW inputs alike.
@@ -384,7 +450,10 @@ class Sequential(L.LightningModule):
         if not isinstance(first, Input):
             raise validation.DualBackendError("A Sequential model starts with Input(shape=...).")
         shape, self.output_shapes = first.shape, []
-        for layer in rest:
+        for previous, layer in zip([None, *rest], rest):
+            if isinstance(layer, Dense) and isinstance(previous, Flatten) and len(self.output_shapes) > 1 \
+                    and len(self.output_shapes[-2]) == 4:
+                layer.flattened_from = self.output_shapes[-2][1:]
             shape = layer.build(shape)
             self.output_shapes.append((None, *shape))
         self.body = nn.ModuleList(rest)
@@ -397,6 +466,19 @@ class Sequential(L.LightningModule):
         self.input_shape, self.output_shape = (None, *first.shape), (None, *shape)
         self.keras_optimizer = self.keras_loss = None
         self.keras_metrics: list[str] = []
+
+    def get_weights(self) -> list:
+        """Keras' ``model.get_weights()``: every layer's arrays, in Keras' layout and order."""
+        return [array for layer in self.body for array in layer.get_weights()]
+
+    def set_weights(self, arrays) -> None:
+        arrays = list(arrays)
+        for layer in self.body:
+            count = len(layer.keras_tensors())
+            layer.set_weights(arrays[:count])
+            arrays = arrays[count:]
+        if arrays:
+            raise validation.DualBackendError(f"{len(arrays)} weight arrays left over: not the same model.")
 
     # Keras' compile, deliberately shadowing nn.Module.compile (torch.compile(model) still works).
     def compile(self, optimizer="rmsprop", loss=None, metrics=None):
