@@ -49,6 +49,14 @@ def build(lesson: str, backend: str = "keras", variant: str | None = None, devic
     return frontend.build(program, recipe, chosen, device)
 
 
+def copy_weights(source: Model, target: Model) -> None:
+    """Give ``target`` the weights of ``source``, two models of one lesson and variant on either
+    backend; a clear error names the first layer that differs.  See ``dual_backend.parity``."""
+    from dual_backend.parity import copy_weights as copy
+
+    copy(source, target)
+
+
 def load_model(path, device: str = "auto") -> Model:
     """A model saved with ``model.save(path)``: ``.keras`` files on keras, ``.pt`` files on torch."""
     suffix = str(path).rsplit(".", 1)[-1]
@@ -59,4 +67,4 @@ def load_model(path, device: str = "auto") -> Model:
 
 
 __all__ = ["BACKENDS", "Callback", "DataError", "DualBackendError", "History", "LESSONS", "Model",
-           "StopTraining", "build", "load_model"]
+           "StopTraining", "build", "copy_weights", "load_model"]

@@ -51,7 +51,7 @@ def _parse_option(text: str) -> tuple[str, object]:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="dual-backend", description=__doc__.split("\n\n")[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = top.add_subparsers(dest="command", required=True, metavar="{list,run,predict,summary}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="{list,run,predict,parity,summary}")
     commands.add_parser("list", help="the lessons, their variants and options")
 
     def lesson_command(name: str, help: str) -> argparse.ArgumentParser:
@@ -80,6 +80,13 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", required=True,
                          help="the model `run` saved: OUT/keras/model.keras or OUT/torch/model.pt")
     predict.add_argument("--device", choices=DEVICES, default="auto")
+    parity = lesson_command("parity", "prove both backends hold the same model: transfer weights, compare")
+    parity.add_argument("--steps", type=int, default=0,
+                        help="also N training steps with the same start and the same batch order")
+    parity.add_argument("--optimizer", action="append", choices=["adam", "sgd", "rmsprop"], default=None,
+                        help="the optimizers of the one-step check (default: the lesson's own; repeatable)")
+    parity.add_argument("--seed", type=int, default=0)
+    parity.add_argument("--data-dir", default=None, help="folder holding fashion-mnist/, mnist/, ...")
     summary = lesson_command("summary", "print the Keras-style model summary")
     summary.add_argument("--backend", choices=list(BACKENDS), default="keras")
     return top
@@ -172,6 +179,20 @@ def _argv_for(args, backend: str, out: Path) -> list[str]:
     return argv
 
 
+def _parity(args) -> int:
+    """One line per check with its measured maximum difference; exit 1 when one exceeds its tolerance."""
+    from dual_backend import parity
+
+    found = parity.checks(args.lesson, args.variant, steps=args.steps, seed=args.seed,
+                          optimizers=args.optimizer)
+    print(f"parity of {args.lesson} ({args.variant or 'default'}), keras and torch on the CPU, float32")
+    for check in found:
+        print(check.line())
+    failed = [check for check in found if not check.passed]
+    print(f"{len(found) - len(failed)} of {len(found)} checks within tolerance" + (", SOME FAILED" if failed else ""))
+    return 1 if failed else 0
+
+
 def _predict(args) -> int:
     """The course's last cell: ``<file> is a human`` when the sigmoid output > 0.5, else a horse."""
     import dual_backend
@@ -210,6 +231,8 @@ def main(argv=None) -> int:
     try:
         if getattr(args, "data_dir", None):
             data.set_data_dir(args.data_dir)
+        if args.command == "parity":
+            return _parity(args)
         if args.command == "summary":
             import dual_backend
 

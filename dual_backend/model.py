@@ -64,10 +64,16 @@ class Model:
         return inputs, targets
 
     def fit(self, x, y=None, epochs: int = 1, batch_size: int | None = 32, validation_data=None,
-            callbacks=None, verbose="auto", shuffle: bool = True, steps_per_epoch: int | None = None) -> History:
+            callbacks=None, verbose="auto", shuffle: bool = True, steps_per_epoch: int | None = None,
+            batch_order_seed: int | None = None) -> History:
         """As ``keras.Model.fit``.  ``x`` is an array (with labels ``y``) or the backend's own
         pipeline of ``(images, labels)`` batches: a ``tf.data.Dataset`` on keras, a
-        ``DataLoader`` on torch (see ``horse_or_human``); ``steps_per_epoch`` limits an epoch."""
+        ``DataLoader`` on torch (see ``horse_or_human``); ``steps_per_epoch`` limits an epoch.
+
+        ``batch_order_seed`` ("same order"): instead of each framework shuffling
+        with its own generator, both take the samples in the permutations that
+        ``numpy.random.default_rng(batch_order_seed)`` draws, one per epoch, so
+        two backends see the very same batches."""
         if self.loss is None:
             raise DualBackendError("The model must be compiled before fit: call model.compile(...) first.")
         batch_size = 32 if batch_size is None else batch_size
@@ -95,6 +101,11 @@ class Model:
                   *(c for c in callbacks if not isinstance(c, FrameworkCallback))]
         callback_list = CallbackList(chosen, self, {"epochs": int(epochs), "steps": int(steps), "verbose": verbose})
         self.stop_training = False
+        if batch_order_seed is not None:
+            if self._is_pipeline(x):
+                raise DualBackendError("batch_order_seed needs arrays: a pipeline decides its own order.")
+            rng = np.random.default_rng(batch_order_seed)
+            shuffle = [rng.permutation(len(x)) for _ in range(int(epochs))]
         logs = self._fit(x, y, int(epochs), int(batch_size), validation_data, callback_list, shuffle,
                          steps_per_epoch, framework)
         return History(history=logs, epoch=list(range(len(timer.seconds))), seconds_per_epoch=timer.seconds,

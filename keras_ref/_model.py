@@ -82,6 +82,25 @@ class KerasBatchCallbacks(KerasCallbacks):
         self.callbacks.on_train_batch_end(batch, logs)
 
 
+class OrderedBatches(tf.keras.utils.PyDataset):
+    """Batches in given permutations, one per epoch (the front end's ``batch_order_seed``)."""
+
+    def __init__(self, x, y, batch_size, orders):
+        super().__init__()
+        self.x, self.y, self.batch_size, self.orders, self.epoch = x, y, batch_size, orders, 0
+
+    def __len__(self):
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, index):
+        order = self.orders[min(self.epoch, len(self.orders) - 1)]
+        chosen = order[index * self.batch_size:(index + 1) * self.batch_size]
+        return self.x[chosen], self.y[chosen]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+
 def keras_callback(callback):
     """The front end's ``TensorBoard`` / ``ModelCheckpoint`` / ``EarlyStopping`` as Keras' own."""
     if isinstance(callback, TensorBoard):
@@ -105,7 +124,7 @@ class KerasModel(Model):
         self.name = lesson or keras_model.name
         self.input_shape, self.output_shape = keras_model.input_shape, keras_model.output_shape
         config = keras_model.get_compile_config() or {}
-        self.optimizer = keras_model.optimizer.name if keras_model.optimizer else None
+        self.optimizer = type(keras_model.optimizer).__name__.lower() if keras_model.optimizer else None
         self.loss, self.metrics = config.get("loss"), list(config.get("metrics") or [])
 
     def _compile(self, optimizer, loss, metrics):
@@ -116,7 +135,9 @@ class KerasModel(Model):
 
     def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch, framework):
         adapter = (KerasBatchCallbacks if callbacks.wants_batches else KerasCallbacks)(callbacks, self)
-        pipeline = self._is_pipeline(x)
+        if isinstance(shuffle, list):  # the front end's permutations, one per epoch
+            x, y, shuffle = OrderedBatches(x, y, batch_size, shuffle), None, False
+        pipeline = self._is_pipeline(x) or isinstance(x, OrderedBatches)
         history = self.keras_model.fit(x, y, epochs=epochs, batch_size=None if pipeline else batch_size,
                                        validation_data=validation_data, steps_per_epoch=steps_per_epoch,
                                        callbacks=[adapter, *map(keras_callback, framework)], verbose=0,

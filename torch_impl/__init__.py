@@ -3,6 +3,7 @@
 ``_keras_compat.py`` gives the ports Keras' defaults; ``_model.py`` plugs them into the front end.
 """
 
+import logging
 import sys
 
 # TensorFlow 2.21 and Triton (which torch imports when it can) each bring their
@@ -13,3 +14,5 @@ import sys
 # first, or use one backend per process, to keep Triton.
 if "tensorflow" in sys.modules and "triton" not in sys.modules:
     sys.modules["triton"] = None
+    # ...which torch's FLOP counter would otherwise mention on every import.
+    logging.getLogger("torch.utils.flop_counter").setLevel(logging.ERROR)

@@ -70,7 +70,8 @@ class Layer(nn.Module):
         return []
 
     def get_weights(self) -> list:
-        return [self.to_keras(i, t.detach().cpu().numpy()) for i, t in enumerate(self.keras_tensors())]
+        # Copies: a numpy view of a CPU tensor would change as the model trains.
+        return [np.array(self.to_keras(i, t.detach().cpu().numpy())) for i, t in enumerate(self.keras_tensors())]
 
     @torch.no_grad()
     def set_weights(self, arrays) -> None:

@@ -58,15 +58,20 @@ class TensorBatches:
     collating one sample at a time: the data are already on the device.
     """
 
-    def __init__(self, *tensors, batch_size: int, shuffle: bool):
+    def __init__(self, *tensors, batch_size: int, shuffle):
         self.tensors, self.batch_size, self.shuffle = tensors, batch_size, shuffle
-        self.size = len(tensors[0])
+        self.size, self.epoch = len(tensors[0]), 0
 
     def __len__(self):
         return -(-self.size // self.batch_size)
 
     def __iter__(self):
-        order = torch.randperm(self.size, device=self.tensors[0].device) if self.shuffle else None
+        device = self.tensors[0].device
+        if isinstance(self.shuffle, list):  # the front end's permutations, one per epoch
+            order = torch.as_tensor(self.shuffle[min(self.epoch, len(self.shuffle) - 1)], device=device)
+            self.epoch += 1
+        else:
+            order = torch.randperm(self.size, device=device) if self.shuffle else None
         for start in range(0, self.size, self.batch_size):
             if order is None:
                 yield tuple(t[start:start + self.batch_size] for t in self.tensors)

@@ -1,0 +1,192 @@
+"""Proof that the port is the same model: weight transfer and the parity checks.
+
+Accuracy ranges cannot show that two models are the same; equal numbers can.
+``copy_weights`` moves a model's weights to its twin on the other backend
+(Keras' layout on both sides: ``Model.get_weights``), and ``checks`` measures,
+for one lesson and variant:
+
+- forward: the outputs of both models on real test inputs after a transfer,
+  in both directions;
+- one step: the weights (BatchNormalization's moving statistics included)
+  after one training step from the same weights on the same batch, for each
+  optimizer asked for;
+- N steps (``steps``): the per-step losses of N steps with the same start and
+  the same batch order.
+
+Both frameworks are imported in one process here, which works (see
+``torch_impl/__init__.py``); ``dual-backend parity`` is the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import dual_backend
+from dual_backend import lessons
+from dual_backend.callbacks import Callback
+from dual_backend.errors import DualBackendError
+
+# fp32 on the CPU: the same operations in another order differ by a few ulps.
+FORWARD_TOLERANCE = 1e-5
+STEP_TOLERANCE = 1e-5
+LOSS_TOLERANCE = 1e-3
+
+
+def copy_weights(source, target) -> None:
+    """Give ``target`` the weights of ``source``: two models of the same lesson and variant,
+    on either backend (keras → torch, torch → keras, or the same backend)."""
+    source_rows, target_rows = source.layer_rows(), target.layer_rows()
+    for index, (mine, theirs) in enumerate(zip(source_rows, target_rows)):
+        if mine[1:] != theirs[1:]:
+            raise DualBackendError(
+                f"Not the same architecture: layer {index} is {mine[1]} {mine[2]} with {mine[3]:,} params "
+                f"in the {source.backend} model but {theirs[1]} {theirs[2]} with {theirs[3]:,} params "
+                f"in the {target.backend} model.")
+    if len(source_rows) != len(target_rows):
+        raise DualBackendError(f"Not the same architecture: {len(source_rows)} layers in the {source.backend} "
+                               f"model, {len(target_rows)} in the {target.backend} model.")
+    target.set_weights(source.get_weights())
+
+
+@dataclass
+class Check:
+    name: str
+    difference: float | None
+    tolerance: float
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.difference is None or self.difference <= self.tolerance
+
+    def line(self) -> str:
+        if self.difference is None:
+            return f"SKIP  {self.name}: {self.note}"
+        verdict = "ok  " if self.passed else "FAIL"
+        note = f" ({self.note})" if self.note else ""
+        return f"{verdict}  {self.name}: max |difference| {self.difference:.3g} (tolerance {self.tolerance:g}){note}"
+
+
+def max_difference(first, second) -> float:
+    return max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+               for a, b in zip(first, second))
+
+
+class StepLosses(Callback):
+    """Each step's own loss, recovered from the running epoch mean both backends report."""
+
+    def __init__(self):
+        super().__init__()
+        self.means: list[float] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.means.append(float(logs["loss"]))
+
+    def losses(self) -> list[float]:
+        means = np.asarray(self.means)
+        steps = np.arange(1, len(means) + 1)
+        totals = means * steps
+        return list(np.diff(totals, prepend=0.0))
+
+
+def sample_data(recipe, count: int):
+    """Real inputs for the checks: test images (and training images with labels for the steps)."""
+    from dual_backend import data
+    from dual_backend.images import load_images
+    from dual_backend.run import prepare_data
+
+    if recipe.dataset == "horse_or_human":
+        train_dir, validation_dir = data.horse_or_human_dirs()
+        files = sorted(validation_dir.glob("*/*.png"))[:: max(1, 256 // min(count, 32))][:32]
+        x = load_images(files, recipe.lesson.input_shape[:2])
+        y = np.array([[float(f.parent.name == "humans")] for f in files], dtype=np.float32)
+        return x, x, y
+    prepared = prepare_data(recipe, "quick")
+    return prepared.x_test[:count], prepared.x_train[:max(count, 32)], prepared.y_train[:max(count, 32)]
+
+
+def build_pair(lesson: str, variant: str | None, seed: int):
+    keras_model = _seeded("keras", lesson, variant, seed)
+    torch_model = _seeded("torch", lesson, variant, seed + 1)  # different draws, so a transfer shows
+    return keras_model, torch_model
+
+
+def _seeded(backend, lesson, variant, seed):
+    dual_backend.backend_package(backend).seed(seed)
+    return dual_backend.build(lesson, backend=backend, variant=variant, device="cpu")
+
+
+def has_random_training_layers(model) -> bool:
+    return any(kind in ("AlphaDropout", "Dropout") for _, kind, *_ in model.layer_rows())
+
+
+def checks(lesson: str, variant: str | None = None, steps: int = 0, seed: int = 0, inputs: int = 1000,
+           optimizers: list[str] | None = None) -> list[Check]:
+    recipe = lessons.recipe(lesson, variant)
+    if recipe.lesson.kind != "train":
+        raise DualBackendError(f"Lesson {lesson!r} has no model; its parity is `dual-backend run {lesson}` "
+                               "(both backends against the course's loop).")
+    x_test, x_train, y_train = sample_data(recipe, inputs)
+    found = []
+
+    keras_model, torch_model = build_pair(lesson, variant, seed)
+    copy_weights(keras_model, torch_model)
+    found.append(Check(f"forward keras → torch on {len(x_test)} test inputs",
+                       max_difference([keras_model.predict(x_test)], [torch_model.predict(x_test)]),
+                       FORWARD_TOLERANCE))
+    keras_model, torch_model = build_pair(lesson, variant, seed + 10)
+    copy_weights(torch_model, keras_model)
+    found.append(Check(f"forward torch → keras on {len(x_test)} test inputs",
+                       max_difference([keras_model.predict(x_test)], [torch_model.predict(x_test)]),
+                       FORWARD_TOLERANCE))
+
+    for optimizer in optimizers or [keras_model.optimizer if isinstance(keras_model.optimizer, str)
+                                    else "rmsprop"]:
+        keras_model, torch_model = build_pair(lesson, variant, seed)
+        name = f"one {optimizer} step on 32 training images: weights"
+        if any(kind == "BatchNormalization" for _, kind, *_ in keras_model.layer_rows()):
+            name += " and BatchNormalization's moving statistics"
+        if has_random_training_layers(keras_model):
+            found.append(Check(name, None, STEP_TOLERANCE,
+                               "AlphaDropout draws its mask from each framework's own generator"))
+            continue
+        for model in (keras_model, torch_model):
+            model.compile(optimizer=optimizer, loss=model.loss, metrics=model.metrics)
+        copy_weights(keras_model, torch_model)
+        for model in (keras_model, torch_model):
+            model.fit(x_train[:32], y_train[:32], epochs=1, batch_size=32, shuffle=False, verbose=0)
+        found.append(Check(name, max_difference(keras_model.get_weights(), torch_model.get_weights()),
+                           STEP_TOLERANCE))
+
+    if steps:
+        found.append(same_start_same_order(lesson, variant, steps, seed))
+    return found
+
+
+def same_start_same_order(lesson: str, variant: str | None, steps: int, seed: int = 0) -> Check:
+    """N steps with the keras model's initial weights and one batch order on both backends."""
+    from dual_backend.run import prepare_data
+
+    recipe = lessons.recipe(lesson, variant)
+    name = f"{steps} steps, same start and same order: per-step loss"
+    keras_model, torch_model = build_pair(lesson, variant, seed)
+    if has_random_training_layers(keras_model):
+        return Check(name, None, LOSS_TOLERANCE, "AlphaDropout draws its mask from each framework's own generator")
+    prepared = prepare_data(recipe, "full")
+    batch_size = recipe.lesson.batch_size
+    x, y = prepared.x_train[:steps * batch_size], prepared.y_train[:steps * batch_size]
+    copy_weights(keras_model, torch_model)
+    recorded = []
+    for model in (keras_model, torch_model):
+        recorder = StepLosses()
+        model.fit(x, y, epochs=1, batch_size=batch_size, callbacks=[recorder], verbose=0,
+                  batch_order_seed=seed)
+        recorded.append(recorder.losses())
+    keras_losses, torch_losses = map(np.asarray, recorded)
+    drift = np.abs(keras_losses - torch_losses)
+    quarter = max(1, len(drift) // 4)
+    note = (f"first {quarter} steps {drift[:quarter].max():.2g}, last {quarter} {drift[-quarter:].max():.2g}; "
+            f"final weights differ by {max_difference(keras_model.get_weights(), torch_model.get_weights()):.2g}")
+    return Check(name, float(drift.max()), LOSS_TOLERANCE, note)
