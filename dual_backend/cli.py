@@ -70,6 +70,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", choices=PROFILES, default="full",
                      help="full: the course's recipe; quick: the short CI profile")
     run.add_argument("--seed", type=int, default=None)
+    run.add_argument("--init-from", choices=list(BACKENDS), default=None,
+                     help="start from the initial weights of this backend's model (same seed): same start")
+    run.add_argument("--same-order", action="store_true",
+                     help="both backends take the batches in one permutation drawn from the seed")
     run.add_argument("--data-dir", default=None, help="folder holding fashion-mnist/, mnist/, ...")
     run.add_argument("--out", default=None, help="write <backend>/history.json and metrics.json here "
                                                  "(default: runs/<lesson>-<variant>)")
@@ -145,7 +149,7 @@ def _run(args) -> int:
     if args.backend != "both":
         metrics = run_lesson(args.lesson, args.backend, variant=args.variant, epochs=args.epochs,
                              profile=args.profile, seed=args.seed, device=args.device, out=out,
-                             options=dict(args.option))
+                             options=dict(args.option), init_from=args.init_from, same_order=args.same_order)
         if lessons.get(args.lesson).kind == "convolution":
             from dual_backend import convolution
 
@@ -171,9 +175,12 @@ def _run(args) -> int:
 def _argv_for(args, backend: str, out: Path) -> list[str]:
     argv = ["run", args.lesson, "--backend", backend, "--profile", args.profile, "--device", args.device,
             "--out", str(out)]
-    for flag, value in (("--variant", args.variant), ("--epochs", args.epochs), ("--seed", args.seed)):
+    for flag, value in (("--variant", args.variant), ("--epochs", args.epochs), ("--seed", args.seed),
+                        ("--init-from", args.init_from)):
         if value is not None:
             argv += [flag, str(value)]
+    if args.same_order:
+        argv.append("--same-order")
     for name, value in args.option:
         argv += ["--option", f"{name}={value!r}"]
     return argv

@@ -129,18 +129,8 @@ def checks(lesson: str, variant: str | None = None, steps: int = 0, seed: int = 
         raise DualBackendError(f"Lesson {lesson!r} has no model; its parity is `dual-backend run {lesson}` "
                                "(both backends against the course's loop).")
     x_test, x_train, y_train = sample_data(recipe, inputs)
-    found = []
-
-    keras_model, torch_model = build_pair(lesson, variant, seed)
-    copy_weights(keras_model, torch_model)
-    found.append(Check(f"forward keras → torch on {len(x_test)} test inputs",
-                       max_difference([keras_model.predict(x_test)], [torch_model.predict(x_test)]),
-                       FORWARD_TOLERANCE))
-    keras_model, torch_model = build_pair(lesson, variant, seed + 10)
-    copy_weights(torch_model, keras_model)
-    found.append(Check(f"forward torch → keras on {len(x_test)} test inputs",
-                       max_difference([keras_model.predict(x_test)], [torch_model.predict(x_test)]),
-                       FORWARD_TOLERANCE))
+    found = forward_checks(lesson, variant, x_test, seed)
+    keras_model = found.pop()
 
     for optimizer in optimizers or [keras_model.optimizer if isinstance(keras_model.optimizer, str)
                                     else "rmsprop"]:
@@ -163,6 +153,23 @@ def checks(lesson: str, variant: str | None = None, steps: int = 0, seed: int = 
     if steps:
         found.append(same_start_same_order(lesson, variant, steps, seed))
     return found
+
+
+def forward_checks(lesson: str, variant: str | None, x_test, seed: int = 0) -> list:
+    """Outputs on ``x_test`` after a keras → torch and a torch → keras transfer (two Checks),
+    followed by the last keras model built (for the callers' further checks)."""
+    found = []
+    keras_model, torch_model = build_pair(lesson, variant, seed)
+    copy_weights(keras_model, torch_model)
+    found.append(Check(f"forward keras → torch on {len(x_test)} test inputs",
+                       max_difference([keras_model.predict(x_test)], [torch_model.predict(x_test)]),
+                       FORWARD_TOLERANCE))
+    keras_model, torch_model = build_pair(lesson, variant, seed + 10)
+    copy_weights(torch_model, keras_model)
+    found.append(Check(f"forward torch → keras on {len(x_test)} test inputs",
+                       max_difference([keras_model.predict(x_test)], [torch_model.predict(x_test)]),
+                       FORWARD_TOLERANCE))
+    return [*found, keras_model]
 
 
 def same_start_same_order(lesson: str, variant: str | None, steps: int, seed: int = 0) -> Check:

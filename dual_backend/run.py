@@ -115,9 +115,15 @@ def versions(backend: str) -> dict:
 
 def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: int | None = None,
                profile: str = "full", seed: int | None = None, device: str = "auto", out: Path | None = None,
-               options: dict | None = None, verbose: int = 1) -> dict:
+               options: dict | None = None, verbose: int = 1, init_from: str | None = None,
+               same_order: bool = False) -> dict:
     """Train one lesson on one backend; returns (and writes under ``out/<backend>/``) its metrics,
-    its History, the trained model and the lesson's figures."""
+    its History, the trained model and the lesson's figures.
+
+    ``init_from="keras"`` starts the model from the initial weights of the keras
+    model built with the same seed; ``same_order`` makes the batches come in the
+    permutations the front end draws from the seed.  Together: the same run on
+    two frameworks."""
     recipe = lessons.recipe(lesson, variant)
     if recipe.lesson.kind == "convolution":
         from dual_backend import convolution
@@ -130,6 +136,11 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
     if seed is not None:
         frontend.seed(seed)
     model = dual_backend.build(lesson, backend=backend, variant=variant, device=device, **(options or {}))
+    if init_from is not None and init_from != backend:
+        dual_backend.backend_package(init_from).seed(seed or 0)
+        start = dual_backend.build(lesson, backend=init_from, variant=variant, device="cpu", **(options or {}))
+        dual_backend.copy_weights(start, model)
+    order_seed = (seed or 0) if same_order else None
     epochs = recipe.profile_epochs(profile) if epochs is None else epochs
     callbacks = course_callbacks(recipe) + framework_callbacks(recipe, backend, folder)
     if recipe.dataset == "horse_or_human":
@@ -142,7 +153,7 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
         prepared = prepare_data(recipe, profile)
         history = model.fit(prepared.x_train, prepared.y_train, epochs=epochs,
                             batch_size=recipe.lesson.batch_size, validation_data=prepared.validation_data,
-                            callbacks=callbacks, verbose=verbose)
+                            callbacks=callbacks, verbose=verbose, batch_order_seed=order_seed)
         test = score(recipe, model, prepared)
     key, value = headline(recipe, test, history.history)
     predictions = show_predictions(recipe, model, prepared, verbose)
@@ -150,6 +161,7 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
     metrics = {
         "lesson": lesson, "variant": recipe.variant_name, "backend": backend, "device": model.device,
         "profile": profile, "seed": seed, "options": model.options,
+        "init_from": init_from, "same_order": same_order,
         "epochs": epochs, "epochs_run": len(history.epoch), "params": model.count_params(),
         "seconds_per_epoch": history.seconds_per_epoch, "test": test,
         "final_training": {k: v[-1] for k, v in history.history.items()} if history.epoch else {},
