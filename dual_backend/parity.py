@@ -118,6 +118,12 @@ def _seeded(backend, lesson, variant, seed):
     return dual_backend.build(lesson, backend=backend, variant=variant, device="cpu")
 
 
+def nudge(weights: list, relative: float = 1e-7, seed: int = 0) -> list:
+    """The weights moved by about one float32 ulp each, at random."""
+    rng = np.random.default_rng(seed)
+    return [(w * (1 + relative * rng.standard_normal(w.shape))).astype(np.float32) for w in weights]
+
+
 def has_random_training_layers(model) -> bool:
     return any(kind in ("AlphaDropout", "Dropout") for _, kind, *_ in model.layer_rows())
 
@@ -142,13 +148,22 @@ def checks(lesson: str, variant: str | None = None, steps: int = 0, seed: int = 
             found.append(Check(name, None, STEP_TOLERANCE,
                                "AlphaDropout draws its mask from each framework's own generator"))
             continue
-        for model in (keras_model, torch_model):
+        nudged = _seeded("torch", lesson, variant, seed + 2)
+        for model in (keras_model, torch_model, nudged):
             model.compile(optimizer=optimizer, loss=model.loss, metrics=model.metrics)
         copy_weights(keras_model, torch_model)
-        for model in (keras_model, torch_model):
+        nudged.set_weights(nudge(keras_model.get_weights()))
+        for model in (keras_model, torch_model, nudged):
             model.fit(x_train[:32], y_train[:32], epochs=1, batch_size=32, shuffle=False, verbose=0)
+        # How far the model itself carries float32 rounding in one step: torch against torch
+        # from weights nudged by ~1 ulp.  A well-conditioned model stays far below 1e-5; a
+        # chaotic one (20 relu+BatchNorm layers) does not, and is held to its own noise.
+        floor = max_difference(torch_model.get_weights(), nudged.get_weights())
+        tolerance = max(STEP_TOLERANCE, floor)
+        note = f"tolerance raised to the model's own float32 sensitivity, {floor:.2g}" if floor > STEP_TOLERANCE \
+            else ""
         found.append(Check(name, max_difference(keras_model.get_weights(), torch_model.get_weights()),
-                           STEP_TOLERANCE))
+                           tolerance, note))
 
     if steps:
         found.append(same_start_same_order(lesson, variant, steps, seed))
