@@ -20,7 +20,9 @@ from torchvision import datasets, transforms
 from torch_impl._keras_compat import Conv2D, Dense, Flatten, Input, MaxPooling2D, RMSprop, Sequential
 
 IMAGE_SIZE = (300, 300)
-WORKERS = min(4, os.cpu_count() or 1)
+# Half the cores decode PNGs, the rest train: decoding a batch takes a fraction of a
+# step, and workers that take every core stall the training threads at each op.
+WORKERS = min(4, max(1, (os.cpu_count() or 2) // 2))
 
 
 def binary_label(index):
