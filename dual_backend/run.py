@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,23 @@ def headline(recipe: Recipe, test: dict, history: dict) -> tuple[str, float]:
     return key, test[key]
 
 
+def peak_memory_mb(backend: str, device: str) -> dict:
+    """The process's peak resident memory, and on CUDA the torch allocator's peak, in MiB."""
+    import resource
+
+    peak = {"resident": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KiB on Linux
+    if backend == "torch" and device == "gpu":
+        import torch
+
+        peak["gpu"] = torch.cuda.max_memory_allocated() / 2**20
+    return peak
+
+
+def hardware() -> dict:
+    return {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "system": platform.system()}
+
+
 def versions(backend: str) -> dict:
     found = {"python": platform.python_version(), "numpy": np.__version__}
     if backend == "keras":
@@ -167,7 +185,7 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
         "final_training": {k: v[-1] for k, v in history.history.items()} if history.epoch else {},
         "judged_by": key, "judged_on": "training" if recipe.lesson.judge_training else "test",
         "expected": [expected.low, expected.high], "inside_expected": value in expected,
-        "versions": versions(backend),
+        "versions": versions(backend), "hardware": hardware(), "peak_memory_mb": peak_memory_mb(backend, model.device),
     }
     if predictions:
         metrics["predictions"] = predictions
