@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def grayscale(axes, image: np.ndarray, title: str) -> None:
@@ -127,7 +128,8 @@ def learning_curves_figure(history: dict, path: Path) -> Path:
     axes = figure.subplots()
     for key, values in history.items():
         axes.plot(range(len(values)), values, label=key)
-    axes.set_ylim(0, 1)
+    axes.set_ylim(0, 1)  # as the note: a loss above 1 runs off the top
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(True)
     axes.legend()
     axes.set_xlabel("epoch")
