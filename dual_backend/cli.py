@@ -51,7 +51,7 @@ def _parse_option(text: str) -> tuple[str, object]:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="dual-backend", description=__doc__.split("\n\n")[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = top.add_subparsers(dest="command", required=True, metavar="{list,run,predict,parity,summary}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="{list,run,predict,parity,compare,summary}")
     commands.add_parser("list", help="the lessons, their variants and options")
 
     def lesson_command(name: str, help: str) -> argparse.ArgumentParser:
@@ -84,6 +84,18 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", required=True,
                          help="the model `run` saved: OUT/keras/model.keras or OUT/torch/model.pt")
     predict.add_argument("--device", choices=DEVICES, default="auto")
+    compare = commands.add_parser("compare", help="run lessons on both backends, several seeds, and report")
+    compare.add_argument("lesson", choices=["all", *lessons.LESSONS], metavar="LESSON|all")
+    compare.add_argument("--variant", default=None)
+    compare.add_argument("--all-variants", action="store_true")
+    compare.add_argument("--seeds", type=int, default=1)
+    compare.add_argument("--profile", choices=PROFILES, default="quick")
+    compare.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    compare.add_argument("--device", choices=DEVICES, default="auto")
+    compare.add_argument("--same-start", action="store_true",
+                         help="torch starts from the keras model's weights, both take one batch order")
+    compare.add_argument("--data-dir", default=None)
+    compare.add_argument("--out", default="runs/compare", help="runs and report.md / report.html go here")
     parity = lesson_command("parity", "prove both backends hold the same model: transfer weights, compare")
     parity.add_argument("--steps", type=int, default=0,
                         help="also N training steps with the same start and the same batch order")
@@ -186,6 +198,25 @@ def _argv_for(args, backend: str, out: Path) -> list[str]:
     return argv
 
 
+def _compare(args, top) -> int:
+    from dual_backend import compare
+
+    try:
+        if args.data_dir:
+            data.set_data_dir(args.data_dir)
+        compare.selection(args.lesson, args.variant, args.all_variants)
+    except DualBackendError as error:
+        top.error(str(error))
+    sections = compare.compare(args.lesson, args.variant, args.all_variants, seeds=args.seeds,
+                               profile=args.profile, device=args.device, out=args.out, epochs=args.epochs,
+                               same_start=args.same_start)
+    outside = [f"{s.lesson}/{s.variant}" for s in sections if not compare.verdicts(s)["inside"]]
+    print(f"report: {Path(args.out) / 'report.md'} and {Path(args.out) / 'report.html'}")
+    if outside:
+        print("outside the spec: " + ", ".join(outside))
+    return 0
+
+
 def _parity(args) -> int:
     """One line per check with its measured maximum difference; exit 1 when one exceeds its tolerance."""
     from dual_backend import parity
@@ -234,6 +265,8 @@ def main(argv=None) -> int:
         return 0
     if args.command == "predict":
         return _predict(args)
+    if args.command == "compare":
+        return _compare(args, top)
     _check_names(args, top)
     try:
         if getattr(args, "data_dir", None):
