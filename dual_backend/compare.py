@@ -217,7 +217,7 @@ def curves_figure(section: Section, path: Path) -> Path | None:
                 length = min(map(len, curves))
                 values = np.array([c[:length] for c in curves])
                 epochs = np.arange(1, length + 1)
-                axes.plot(epochs, values.mean(0), style, color=colour, label=f"{backend} {series}")
+                axes.plot(epochs, values.mean(0), style, marker="o", color=colour, label=f"{backend} {series}")
                 axes.fill_between(epochs, values.min(0) if len(values) == 1 else values.mean(0) - values.std(0),
                                   values.max(0) if len(values) == 1 else values.mean(0) + values.std(0),
                                   color=colour, alpha=0.15)
