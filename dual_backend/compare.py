@@ -69,7 +69,7 @@ def selection(lesson: str, variant: str | None, all_variants: bool) -> list[tupl
             lessons.recipe(name, variant)  # an unknown variant is an error here
             chosen.append((name, variant))
         elif all_variants or lesson == "all":
-            chosen += [(name, v) for v in ["default", *spec.variants] if not spec.variant(v).fails_with]
+            chosen += [(name, v) for v in ["default", *spec.variants]]
         else:
             chosen.append((name, "default"))
     return chosen
@@ -170,6 +170,11 @@ def verdicts(section: Section) -> dict:
     """Per backend: the judged value's mean ± std and whether it is inside the spec's range;
     and whether the backends' means differ by at most the lesson's tolerance."""
     recipe = lessons.recipe(section.lesson, section.variant)
+    if recipe.fails_with:  # an error exercise: every run must stop with our clear error
+        found = {b: [r.failed and recipe.fails_with in r.log_tail for r in section.runs if r.backend == b]
+                 for b in BACKENDS}
+        found = {b: bool(ok) and all(ok) for b, ok in found.items()}
+        return {"kind": "error", "backends": found, "expected": recipe.fails_with, "inside": all(found.values())}
     if recipe.lesson.kind == "convolution":
         found = {b: all(all(r.metrics["equal_to_loop"].values()) for r in section.of(b)) for b in BACKENDS}
         return {"kind": "convolution", "backends": found,
@@ -288,6 +293,9 @@ def _pm(value: dict | None) -> str:
 
 
 def summary_rows(section: Section, verdict: dict) -> list[list[str]]:
+    if verdict["kind"] == "error":
+        return [[b, "stopped with the expected error" if ok else "did NOT stop with the expected error",
+                 verdict["expected"], "inside" if ok else "OUTSIDE"] for b, ok in verdict["backends"].items()]
     if verdict["kind"] == "convolution":
         return [[b, "equal to the course's loop" if ok else "DIFFERENT from the loop", "exact", "inside" if ok
                  else "OUTSIDE"] for b, ok in verdict["backends"].items()]
@@ -306,11 +314,11 @@ def summary_rows(section: Section, verdict: dict) -> list[list[str]]:
 
 SUMMARY_HEADER = ["backend", "seeds", "judged value (mean ± std)", "expected", "verdict", "s first epoch",
                   "s/epoch steady", "peak MiB"]
-CONVOLUTION_HEADER = ["backend", "result", "tolerance", "verdict"]
+CONVOLUTION_HEADER = ["backend", "result", "expected", "verdict"]
 
 
 def _difference_line(verdict: dict) -> str:
-    if verdict["kind"] == "convolution" or verdict["difference"] is None:
+    if verdict["kind"] != "train" or verdict["difference"] is None:
         return ""
     within = "within" if verdict["difference"] <= verdict["tolerance"] else "OUTSIDE"
     return (f"Difference between the backends' means ({verdict['key']}): {verdict['difference']:.4f}, "
@@ -318,6 +326,8 @@ def _difference_line(verdict: dict) -> str:
 
 
 def _failures(section: Section) -> list[Run]:
+    if lessons.recipe(section.lesson, section.variant).fails_with:
+        return []  # failing is what an error exercise is for; its table says whether it failed right
     return [run for run in section.runs if run.failed]
 
 
@@ -328,7 +338,7 @@ def markdown(blocks, profile: str, environment: dict, out: Path) -> str:
         lines.append(f"| {section.lesson} | [{section.variant}](#{section.anchor}) | "
                      f"{'inside' if verdict['inside'] else 'OUTSIDE'} |")
     for section, verdict, images in blocks:
-        header = CONVOLUTION_HEADER if verdict["kind"] == "convolution" else SUMMARY_HEADER
+        header = SUMMARY_HEADER if verdict["kind"] == "train" else CONVOLUTION_HEADER
         lines += ["", f"## {section.lesson} / {section.variant}", "", "| " + " | ".join(header) + " |",
                   "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in summary_rows(section, verdict)]
@@ -374,7 +384,7 @@ def html_page(blocks, profile: str, environment: dict) -> str:
     parts.append(f"<table><thead><tr><th>lesson</th><th>variant</th><th>verdict</th></tr></thead>"
                  f"<tbody>{index}</tbody></table>")
     for section, verdict, images in blocks:
-        header = CONVOLUTION_HEADER if verdict["kind"] == "convolution" else SUMMARY_HEADER
+        header = SUMMARY_HEADER if verdict["kind"] == "train" else CONVOLUTION_HEADER
         parts.append(f"<h2 id='{section.anchor}'>{html.escape(section.lesson)} / {html.escape(section.variant)}</h2>")
         parts.append(_table(header, summary_rows(section, verdict)))
         parts.append(f"<p>{html.escape(_difference_line(verdict))}</p>")

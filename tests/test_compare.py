@@ -99,3 +99,13 @@ def test_report_renders_in_a_headless_browser(report, tmp_path):
          "--window-size=1280,2000", f"--screenshot={shot}", (out / "fashion_mlp" / "report.html").as_uri()],
         capture_output=True, text=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 20_000, result.stderr[-2000:]
+
+
+def test_an_error_exercise_is_inside_when_every_run_stops_with_our_error(tmp_path):
+    message = "error: Received a label value of 9 which is outside the valid range of [0, 5) ..."
+    section = compare.Section("fashion_mlp", "five_outputs", [
+        compare.Run("fashion_mlp", "five_outputs", 0, "keras", tmp_path, log_tail=message),
+        compare.Run("fashion_mlp", "five_outputs", 0, "torch", tmp_path, log_tail="Traceback: something else"),
+    ])
+    verdict = compare.verdicts(section)
+    assert verdict["backends"] == {"keras": True, "torch": False} and not verdict["inside"]
