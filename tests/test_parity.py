@@ -71,7 +71,8 @@ def test_one_step_of_a_batchnorm_model_agrees_moving_statistics_included():
 
 def test_same_start_same_order_steps_of_fashion_mlp_have_the_same_losses():
     # Measured here: the per-step losses agree to ~1e-5 for the first ~250 steps and
-    # 3e-4 by step 400; over the full epoch of 1,875 they drift to 0.04-0.08 (see the next test).
+    # 3e-4 by step 400; over the full epoch of 1,875 they drift to 0.04-0.08 (see the next
+    # test) -- as far as tf.keras drifts from itself with oneDNN switched off.
     check = parity.same_start_same_order("fashion_mlp", None, steps=300)
     assert check.difference <= parity.LOSS_TOLERANCE, check.line()
 
