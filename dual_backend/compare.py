@@ -205,6 +205,7 @@ def curves_figure(section: Section, path: Path) -> Path | None:
     """Both backends' learning curves overlaid: mean across seeds with a ±std band."""
     import numpy as np
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     keys = []
     for run in section.runs:
@@ -228,6 +229,7 @@ def curves_figure(section: Section, path: Path) -> Path | None:
                                   color=colour, alpha=0.15)
         axes.set_title(key)
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(True)
         axes.legend(fontsize=8)
     figure.savefig(path, dpi=80)
