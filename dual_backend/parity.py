@@ -148,6 +148,9 @@ def checks(lesson: str, variant: str | None = None, steps: int = 0, seed: int = 
             found.append(Check(name, None, STEP_TOLERANCE,
                                "AlphaDropout draws its mask from each framework's own generator"))
             continue
+        if recipe.fails_with:
+            found.append(error_exercise_check(recipe, (keras_model, torch_model), x_train, y_train))
+            continue
         nudged = _seeded("torch", lesson, variant, seed + 2)
         for model in (keras_model, torch_model, nudged):
             model.compile(optimizer=optimizer, loss=model.loss, metrics=model.metrics)
@@ -165,7 +168,7 @@ def checks(lesson: str, variant: str | None = None, steps: int = 0, seed: int = 
         found.append(Check(name, max_difference(keras_model.get_weights(), torch_model.get_weights()),
                            tolerance, note))
 
-    if steps:
+    if steps and not recipe.fails_with:
         found.append(same_start_same_order(lesson, variant, steps, seed))
     return found
 
@@ -192,6 +195,18 @@ def forward_checks(lesson: str, variant: str | None, x_test, seed: int = 0) -> l
                        max_difference([keras_model.predict(x_test)], [torch_model.predict(x_test)]),
                        tolerance))
     return [*found, keras_model]
+
+
+def error_exercise_check(recipe, models, x_train, y_train) -> Check:
+    """An error exercise trains on nothing: both backends must stop with the same clear error."""
+    stopped = 0
+    for model in models:
+        try:
+            model.fit(x_train[:32], y_train[:32], epochs=1, verbose=0)
+        except DualBackendError as error:
+            stopped += recipe.fails_with in str(error)
+    return Check("training stops before the first step with the expected error on both backends",
+                 0.0 if stopped == len(models) else float("inf"), 0.0, f"'{recipe.fails_with}'")
 
 
 def same_start_same_order(lesson: str, variant: str | None, steps: int, seed: int = 0) -> Check:

@@ -123,3 +123,9 @@ def test_copy_between_different_architectures_names_the_layer():
     torch_model = dual_backend.build("fashion_mlp", backend="torch", variant="width_512", device="cpu")
     with pytest.raises(DualBackendError, match=r"layer 1 is Dense \(None, 128\)"):
         dual_backend.copy_weights(keras_model, torch_model)
+
+
+def test_parity_of_an_error_exercise_checks_both_backends_stop_with_the_error():
+    found = parity.checks("fashion_mlp", "no_flatten", inputs=32)
+    assert all(check.passed for check in found)
+    assert any("stops before the first step" in check.name for check in found)
