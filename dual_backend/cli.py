@@ -92,8 +92,8 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--profile", choices=PROFILES, default="quick")
     compare.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     compare.add_argument("--device", choices=DEVICES, default="auto")
-    compare.add_argument("--same-start", action="store_true",
-                         help="torch starts from the keras model's weights, both take one batch order")
+    compare.add_argument("--same-start", action="store_true", help="torch starts from the keras model's weights")
+    compare.add_argument("--same-order", action="store_true", help="both backends take one batch order")
     compare.add_argument("--data-dir", default=None)
     compare.add_argument("--out", default="runs/compare", help="runs and report.md / report.html go here")
     parity = lesson_command("parity", "prove both backends hold the same model: transfer weights, compare")
@@ -209,7 +209,7 @@ def _compare(args, top) -> int:
         top.error(str(error))
     sections = compare.compare(args.lesson, args.variant, args.all_variants, seeds=args.seeds,
                                profile=args.profile, device=args.device, out=args.out, epochs=args.epochs,
-                               same_start=args.same_start)
+                               same_start=args.same_start, same_order=args.same_order)
     outside = [f"{s.lesson}/{s.variant}" for s in sections if not compare.verdicts(s)["inside"]]
     print(f"report: {Path(args.out) / 'report.md'} and {Path(args.out) / 'report.html'}")
     if outside:

@@ -75,7 +75,8 @@ def selection(lesson: str, variant: str | None, all_variants: bool) -> list[tupl
     return chosen
 
 
-def run_one(run: Run, profile: str, device: str, epochs: int | None, same_start: bool, show) -> Run:
+def run_one(run: Run, profile: str, device: str, epochs: int | None, same_start: bool, same_order: bool,
+            show) -> Run:
     """``dual-backend run`` for one backend and seed in a child process, unless already done."""
     done = run.folder / run.backend / "metrics.json"
     log = run.folder / f"{run.backend}.log"
@@ -87,7 +88,9 @@ def run_one(run: Run, profile: str, device: str, epochs: int | None, same_start:
         if epochs is not None:
             command += ["--epochs", str(epochs)]
         if same_start:
-            command += ["--init-from", "keras", "--same-order"]
+            command += ["--init-from", "keras"]
+        if same_order:
+            command.append("--same-order")
         with open(log, "w") as stream:
             child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for line in child.stdout:
@@ -131,7 +134,7 @@ class Progress:
 
 def compare(lesson: str, variant: str | None = None, all_variants: bool = False, seeds: int = 1,
             profile: str = "quick", device: str = "auto", out: Path | str = "runs/compare",
-            epochs: int | None = None, same_start: bool = False) -> list[Section]:
+            epochs: int | None = None, same_start: bool = False, same_order: bool = False) -> list[Section]:
     out = Path(out)
     sections = [Section(name, v) for name, v in selection(lesson, variant, all_variants)]
     planned = [(section, seed, backend) for section in sections for seed in range(seeds) for backend in BACKENDS]
@@ -141,7 +144,7 @@ def compare(lesson: str, variant: str | None = None, all_variants: bool = False,
                   out / "runs" / f"{section.lesson}-{section.variant}" / f"seed{seed}")
         progress.start(run)
         began = time.perf_counter()
-        section.runs.append(run_one(run, profile, device, epochs, same_start, progress.show))
+        section.runs.append(run_one(run, profile, device, epochs, same_start, same_order, progress.show))
         progress.finish(run, time.perf_counter() - began)
     write_report(sections, out, profile)
     return sections
@@ -308,14 +311,22 @@ def summary_rows(section: Section, verdict: dict) -> list[list[str]]:
         steady = statistics.fmean(seconds(r.metrics)[1] for r in runs) if runs else float("nan")
         first = statistics.fmean(seconds(r.metrics)[0] for r in runs) if runs else float("nan")
         memory = max((r.metrics.get("peak_memory_mb", {}).get("resident", 0) for r in runs), default=0)
-        rows.append([backend, f"{len(runs)}", _pm(value), str(verdict["expected"]),
+        tests = [_pm(dict(zip(("mean", "std"), mean_std([r.metrics["test"][k] for r in runs])))) if runs
+                 else "failed" for k in metric_keys(section)]
+        params = f"{runs[0].metrics['params']:,}" if runs else "-"
+        rows.append([backend, f"{len(runs)}", *tests, _pm(value), str(verdict["expected"]),
                      "inside" if value and value["inside"] else "OUTSIDE", f"{first:.2f}", f"{steady:.2f}",
-                     f"{memory:.0f}"])
+                     params, f"{memory:.0f}"])
     return rows
 
 
-SUMMARY_HEADER = ["backend", "seeds", "judged value (mean ± std)", "expected", "verdict", "s first epoch",
-                  "s/epoch steady", "peak MiB"]
+def metric_keys(section: Section) -> list[str]:
+    return next((list(r.metrics["test"]) for r in section.runs if not r.failed and "test" in r.metrics), [])
+
+
+def summary_header(section: Section) -> list[str]:
+    return ["backend", "seeds", *(f"test {k} (mean ± std)" for k in metric_keys(section)), "judged value",
+            "expected", "verdict", "s first epoch", "s/epoch steady", "params", "peak MiB"]
 CONVOLUTION_HEADER = ["backend", "result", "expected", "verdict"]
 
 
@@ -340,7 +351,7 @@ def markdown(blocks, profile: str, environment: dict, out: Path) -> str:
         lines.append(f"| {section.lesson} | [{section.variant}](#{section.anchor}) | "
                      f"{'inside' if verdict['inside'] else 'OUTSIDE'} |")
     for section, verdict, images in blocks:
-        header = SUMMARY_HEADER if verdict["kind"] == "train" else CONVOLUTION_HEADER
+        header = summary_header(section) if verdict["kind"] == "train" else CONVOLUTION_HEADER
         lines += ["", f"## {section.lesson} / {section.variant}", "", "| " + " | ".join(header) + " |",
                   "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in summary_rows(section, verdict)]
@@ -386,7 +397,7 @@ def html_page(blocks, profile: str, environment: dict) -> str:
     parts.append(f"<table><thead><tr><th>lesson</th><th>variant</th><th>verdict</th></tr></thead>"
                  f"<tbody>{index}</tbody></table>")
     for section, verdict, images in blocks:
-        header = SUMMARY_HEADER if verdict["kind"] == "train" else CONVOLUTION_HEADER
+        header = summary_header(section) if verdict["kind"] == "train" else CONVOLUTION_HEADER
         parts.append(f"<h2 id='{section.anchor}'>{html.escape(section.lesson)} / {html.escape(section.variant)}</h2>")
         parts.append(_table(header, summary_rows(section, verdict)))
         parts.append(f"<p>{html.escape(_difference_line(verdict))}</p>")
