@@ -163,7 +163,7 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
     callbacks = course_callbacks(recipe) + framework_callbacks(recipe, backend, folder)
     if recipe.dataset == "horse_or_human":
         prepared = None
-        train, test_set = image_folders(recipe, backend, profile, seed)
+        train, test_set = image_folders(recipe, backend, seed)
         history = model.fit(train, epochs=epochs, steps_per_epoch=recipe.steps_per_epoch(profile),
                             callbacks=callbacks, verbose=verbose)
         test = dict(zip(model.log_keys, _as_list(model.evaluate(test_set))))
@@ -230,7 +230,7 @@ def framework_callbacks(recipe: Recipe, backend: str, folder: Path | None) -> li
             EarlyStopping(patience=5, min_delta=1e-3)]
 
 
-def image_folders(recipe: Recipe, backend: str, profile: str, seed: int | None):
+def image_folders(recipe: Recipe, backend: str, seed: int | None):
     """horse_or_human: the backend's own pipelines over the train and validation folders."""
     program = importlib.import_module(f"{dual_backend.BACKENDS[backend]}.{recipe.lesson.name}")
     train_dir, validation_dir = data.horse_or_human_dirs()

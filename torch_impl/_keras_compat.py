@@ -201,7 +201,8 @@ class Conv2D(Layer):
 
     def forward(self, x):
         # In place: a convolution does not need its output for its own backward pass.
-        return F.relu(self.conv(x), inplace=True) if self.activation == "relu" else ACTIVATIONS[self.activation](self.conv(x))
+        x = self.conv(x)
+        return F.relu(x, inplace=True) if self.activation == "relu" else ACTIVATIONS[self.activation](x)
 
 
 class MaxPooling2D(Layer):
