@@ -12,7 +12,15 @@ import time
 
 
 class Callback:
-    """Override any of the hooks; ``logs`` is a dict of floats keyed like Keras' logs."""
+    """Override any of the hooks; ``logs`` is a dict of floats keyed like Keras' logs.
+
+    ``on_train_batch_end`` runs after every batch, as in Keras.  A callback that
+    only samples the running logs (a progress bar) may set ``every_batch = False``:
+    the torch backend then calls it once per chunk of steps (see
+    ``torch_impl/_model.py``), which keeps Lightning's per-step overhead away.
+    """
+
+    every_batch = True
 
     def __init__(self):
         self.model = None
@@ -49,6 +57,12 @@ class CallbackList:
     def wants_batches(self) -> bool:
         """Whether any callback overrides the per-batch hook (it costs a sync per call on torch)."""
         return any(type(cb).on_train_batch_end is not Callback.on_train_batch_end for cb in self.callbacks)
+
+    @property
+    def wants_every_batch(self) -> bool:
+        """Whether a callback must see each batch, not a sample of them (``Callback.every_batch``)."""
+        return any(type(cb).on_train_batch_end is not Callback.on_train_batch_end and cb.every_batch
+                   for cb in self.callbacks)
 
     def __getattr__(self, hook):
         if not hook.startswith("on_"):

@@ -4,6 +4,7 @@
     dual-backend run fashion_mlp --backend both
     dual-backend run fashion_mlp --variant width_512 --backend torch --profile quick --seed 0
     dual-backend summary fashion_cnn --backend keras
+    dual-backend bench fashion_mlp --epochs 3 --json bench.json
 
 ``--backend both`` runs each backend in its own process, one after the
 other, so the two frameworks never share a process, then prints the results
@@ -51,7 +52,7 @@ def _parse_option(text: str) -> tuple[str, object]:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="dual-backend", description=__doc__.split("\n\n")[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = top.add_subparsers(dest="command", required=True, metavar="{list,run,predict,parity,compare,summary}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="{list,run,predict,parity,compare,bench,summary}")
     commands.add_parser("list", help="the lessons, their variants and options")
 
     def lesson_command(name: str, help: str) -> argparse.ArgumentParser:
@@ -103,6 +104,19 @@ def parser() -> argparse.ArgumentParser:
                         help="the optimizers of the one-step check (default: the lesson's own; repeatable)")
     parity.add_argument("--seed", type=int, default=0)
     parity.add_argument("--data-dir", default=None, help="folder holding fashion-mnist/, mnist/, ...")
+    bench = commands.add_parser("bench", help="seconds per epoch: keras, torch, Keras-on-torch, a plain torch loop")
+    bench.add_argument("lesson", choices=["all", *lessons.LESSONS], metavar="LESSON|all")
+    bench.add_argument("--variant", default=None)
+    bench.add_argument("--device", choices=DEVICES, default="cpu")
+    bench.add_argument("--epochs", type=int, default=3, help="epochs per run: the first is reported apart")
+    bench.add_argument("--repeats", type=int, default=1, help="runs per system, in alternating order")
+    bench.add_argument("--systems", nargs="+", default=None, metavar="SYSTEM",
+                       help="some of: keras torch keras-on-torch plain-torch (default: all four)")
+    bench.add_argument("--profile", choices=PROFILES, default="full")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--json", default=None, metavar="FILE", help="also write every measurement as JSON")
+    bench.add_argument("--markdown", default=None, metavar="FILE", help="also write the tables as markdown")
+    bench.add_argument("--data-dir", default=None)
     summary = lesson_command("summary", "print the Keras-style model summary")
     summary.add_argument("--backend", choices=list(BACKENDS), default="keras")
     return top
@@ -217,6 +231,38 @@ def _compare(args, top) -> int:
     return 0
 
 
+def _bench(args, top) -> int:
+    from dual_backend import bench
+
+    systems = args.systems or list(bench.SYSTEMS)
+    unknown = [s for s in systems if s not in bench.SYSTEMS]
+    if unknown:
+        top.error(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(bench.SYSTEMS)}")
+    if args.epochs < 1 or args.repeats < 1:
+        top.error("--epochs and --repeats must be at least 1")
+    try:
+        if args.data_dir:
+            data.set_data_dir(args.data_dir)
+        if args.variant:
+            lessons.recipe(args.lesson, args.variant)
+    except DualBackendError as error:
+        top.error(str(error))
+    chosen = list(lessons.LESSONS) if args.lesson == "all" else [args.lesson]
+    results, tables = [], []
+    for lesson in chosen:
+        result = bench.bench(lesson, args.variant if args.lesson != "all" else None, systems=systems,
+                             epochs=args.epochs, device=args.device, repeats=args.repeats, profile=args.profile,
+                             seed=args.seed, say=lambda line: print(line, file=sys.stderr, flush=True))
+        results.append(result)
+        tables.append(bench.markdown(result))
+        print(tables[-1] + "\n", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results if args.lesson == "all" else results[0], indent=2))
+    if args.markdown:
+        Path(args.markdown).write_text("\n\n".join(tables) + "\n")
+    return 0
+
+
 def _parity(args) -> int:
     """One line per check with its measured maximum difference; exit 1 when one exceeds its tolerance."""
     from dual_backend import parity
@@ -267,6 +313,8 @@ def main(argv=None) -> int:
         return _predict(args)
     if args.command == "compare":
         return _compare(args, top)
+    if args.command == "bench":
+        return _bench(args, top)
     _check_names(args, top)
     try:
         if getattr(args, "data_dir", None):

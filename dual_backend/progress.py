@@ -30,6 +30,8 @@ def bar(done: int, total: int) -> str:
 
 
 class ProgressBar(Callback):
+    every_batch = False  # a redraw samples the running logs; it need not see every step
+
     def __init__(self, stream=None):
         super().__init__()
         self.stream = stream or sys.stdout

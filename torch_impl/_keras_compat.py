@@ -468,6 +468,7 @@ class Sequential(L.LightningModule):
         self.input_shape, self.output_shape = (None, *first.shape), (None, *shape)
         self.keras_optimizer = self.keras_loss = None
         self.keras_metrics: list[str] = []
+        self.automatic_optimization = False  # see training_step
 
     def get_weights(self) -> list:
         """Keras' ``model.get_weights()``: every layer's arrays, in Keras' layout and order."""
@@ -528,7 +529,18 @@ class Sequential(L.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, self.train_means)
+        """One Keras step per batch: a batch, or each batch of a chunk (``TensorBatches``).
+
+        Optimization is manual (``automatic_optimization = False``) so that one
+        Lightning batch can carry several steps; each is Lightning's own
+        zero_grad / ``manual_backward`` / ``step``, as automatic optimization does it.
+        """
+        optimizer = self.optimizers()
+        for step in getattr(batch, "batches", [batch]):
+            loss = self._step(step, self.train_means)
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, self.val_means)

@@ -51,33 +51,67 @@ def seed(value: int) -> None:
     L.seed_everything(value, workers=True, verbose=False)
 
 
+STEPS_PER_CHUNK = 32
+
+
 class TensorBatches:
     """Batches sliced from whole tensors, in a new random order every epoch.
 
     What a ``DataLoader`` over a ``TensorDataset`` yields, without indexing and
     collating one sample at a time: the data are already on the device.
+
+    With ``steps_per_chunk`` > 1 it hands Lightning a :class:`StepChunk` of that
+    many consecutive batches at a time, and the module takes one optimizer step
+    per batch of the chunk (``Sequential.training_step``).  The batches, their
+    order and the updates are the same as one at a time; what changes is that
+    Lightning's per-batch machinery (hooks, progress tracking, optimizer
+    wrappers: ~0.4 ms, a third of a Dense step on this CPU) runs once per chunk.
+    ``steps`` limits an epoch to its first batches (Keras' ``steps_per_epoch``).
     """
 
-    def __init__(self, *tensors, batch_size: int, shuffle):
+    def __init__(self, *tensors, batch_size: int, shuffle, steps: int | None = None, steps_per_chunk: int = 1):
         self.tensors, self.batch_size, self.shuffle = tensors, batch_size, shuffle
         self.size, self.epoch = len(tensors[0]), 0
+        self.steps = min(steps or np.inf, -(-self.size // batch_size))
+        self.steps_per_chunk = steps_per_chunk
 
     def __len__(self):
-        return -(-self.size // self.batch_size)
+        return -(-self.steps // self.steps_per_chunk)
 
-    def __iter__(self):
+    def batches(self):
         device = self.tensors[0].device
         if isinstance(self.shuffle, list):  # the front end's permutations, one per epoch
             order = torch.as_tensor(self.shuffle[min(self.epoch, len(self.shuffle) - 1)], device=device)
             self.epoch += 1
         else:
             order = torch.randperm(self.size, device=device) if self.shuffle else None
-        for start in range(0, self.size, self.batch_size):
+        for start in range(0, self.steps * self.batch_size, self.batch_size):
             if order is None:
                 yield tuple(t[start:start + self.batch_size] for t in self.tensors)
             else:
                 index = order[start:start + self.batch_size]
                 yield tuple(t[index] for t in self.tensors)
+
+    def __iter__(self):
+        if self.steps_per_chunk == 1:
+            yield from self.batches()
+            return
+        chunk = []
+        for step, batch in enumerate(self.batches()):
+            chunk.append(batch)
+            if len(chunk) == self.steps_per_chunk or step == self.steps - 1:
+                yield StepChunk(chunk, last_step=step)
+                chunk = []
+
+
+class StepChunk:
+    """Consecutive batches handed to Lightning as one; an object Lightning moves as is."""
+
+    def __init__(self, batches: list, last_step: int):
+        self.batches, self.last_step = batches, last_step
+
+    def __len__(self):
+        return len(self.batches)
 
 
 class LiveLogs(dict):
@@ -116,7 +150,8 @@ class KerasCallbacks(L.Callback):
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         if self.wants_batches:
-            self.callbacks.on_train_batch_end(batch_idx, LiveLogs(module.train_means))
+            step = batch.last_step if isinstance(batch, StepChunk) else batch_idx
+            self.callbacks.on_train_batch_end(step, LiveLogs(module.train_means))
 
     def on_train_epoch_end(self, trainer, module):
         # Lightning has already run this epoch's validation when this hook fires.
@@ -202,9 +237,9 @@ class TorchModel(Model):
         (x,) = self._tensors(x)
         return x.permute(0, 3, 1, 2) if self.module.channels_first and x.dim() == 4 else x
 
-    def _batches(self, x, y=None, batch_size=32, shuffle=False):
+    def _batches(self, x, y=None, batch_size=32, shuffle=False, **chunking):
         tensors = [self._inputs(x)] + ([] if y is None else self._tensors(y))
-        return TensorBatches(*tensors, batch_size=batch_size, shuffle=shuffle)
+        return TensorBatches(*tensors, batch_size=batch_size, shuffle=shuffle, **chunking)
 
     @property
     def threads(self) -> int | None:
@@ -227,9 +262,12 @@ class TorchModel(Model):
         trainer = self._trainer(max_epochs=epochs, callbacks=[adapter, *lightning_callbacks], logger=logger,
                                 log_every_n_steps=1,  # only epoch logs are written; silences a warning
                                 enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in framework),
-                                limit_train_batches=steps_per_epoch or 1.0,
+                                limit_train_batches=(steps_per_epoch or 1.0) if self._is_pipeline(x) else 1.0,
                                 limit_val_batches=1.0 if validation_data is not None else 0)
-        train = x if self._is_pipeline(x) else self._batches(x, y, batch_size, shuffle)
+        # A callback that must see every batch gets Lightning's batches one step each.
+        chunk = 1 if callbacks.wants_every_batch else STEPS_PER_CHUNK
+        train = x if self._is_pipeline(x) else self._batches(x, y, batch_size, shuffle, steps=steps_per_epoch,
+                                                             steps_per_chunk=chunk)
         val = validation_data
         if validation_data is not None and not self._is_pipeline(validation_data):
             val = self._batches(*validation_data, batch_size=batch_size)

@@ -1,0 +1,365 @@
+"""``dual-backend bench``: one lesson's training speed on four systems, each in a process of its own.
+
+The systems:
+
+- ``keras``: the keras backend (``keras_ref/``, tf.keras on TensorFlow), as ``dual-backend run`` trains it;
+- ``torch``: the torch backend (``torch_impl/``, Lightning), as ``dual-backend run`` trains it;
+- ``keras-on-torch``: Keras 3 on its torch backend (``KERAS_BACKEND=torch``) running
+  ``keras_ref``'s very model-building code: the peer a user could pick instead of a port;
+- ``plain-torch``: a plain PyTorch loop over ``torch_impl``'s model, optimizer and loss,
+  without Lightning: the floor the torch backend is measured against.
+
+Each system trains the lesson's data (profile ``full`` unless told) for
+``epochs`` epochs in a fresh process; with ``repeats`` > 1 the order of the
+systems alternates (forwards, backwards, ...) so that drift of a shared
+machine falls on all of them.  The first epoch (start-up, tracing, caches)
+is reported apart; "steady" is the median of the later epochs.  Ratios are
+the keras backend's steady seconds over the system's: above 1 is faster than
+tf.keras.  Timings are meant to be compared within one run of this command.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+
+from dual_backend import lessons
+
+SYSTEMS = {
+    "keras": "the keras backend: keras_ref/ on tf.keras",
+    "torch": "the torch backend: torch_impl/ on Lightning",
+    "keras-on-torch": "Keras 3 with KERAS_BACKEND=torch running keras_ref/'s model",
+    "plain-torch": "a plain PyTorch loop of torch_impl/'s model (no Lightning): the floor",
+}
+RESULT_MARK = "BENCH-RESULT "
+
+
+# --------------------------------------------------------------------------- one system, in its own process
+
+
+def measure(system: str, lesson: str, variant: str | None, epochs: int, device: str, profile: str,
+            seed: int) -> dict:
+    """Train ``lesson`` on ``system`` in this process; seconds per epoch, samples, accuracy, memory."""
+    recipe = lessons.recipe(lesson, variant)
+    if recipe.lesson.kind == "convolution":
+        return _measure_convolution(system, recipe, device)
+    if system in ("keras", "torch"):
+        return _measure_backend(system, recipe, epochs, device, profile, seed)
+    if system == "keras-on-torch":
+        return _measure_keras_on_torch(recipe, epochs, device, profile, seed)
+    if system == "plain-torch":
+        return _measure_plain_torch(recipe, epochs, device, profile, seed)
+    raise ValueError(f"unknown system {system!r}")
+
+
+def _result(engine: str, seconds: list[float], samples: int, metric: str | None, value: float | None,
+            device: str) -> dict:
+    from dual_backend.run import peak_memory_mb
+
+    memory = peak_memory_mb("keras" if engine == "keras" else "torch", device)
+    return {"seconds_per_epoch": seconds, "samples_per_epoch": samples, "metric": metric, "value": value,
+            "device": device, "peak_memory_mb": memory["resident"], "peak_gpu_memory_mb": memory.get("gpu")}
+
+
+def _measure_backend(backend, recipe, epochs, device, profile, seed) -> dict:
+    from dual_backend.run import run_lesson
+
+    metrics = run_lesson(recipe.lesson.name, backend, variant=recipe.variant_name, epochs=epochs,
+                         profile=profile, seed=seed, device=device, verbose=0)
+    samples = _samples_per_epoch(recipe, profile)
+    value = metrics["final_training"].get(metrics["judged_by"]) if recipe.lesson.judge_training \
+        else metrics["test"].get(metrics["judged_by"])
+    return _result(backend, metrics["seconds_per_epoch"], samples, metrics["judged_by"], value, metrics["device"])
+
+
+def _samples_per_epoch(recipe, profile) -> int:
+    steps = recipe.steps_per_epoch(profile)
+    if recipe.dataset == "horse_or_human":
+        return steps * recipe.lesson.batch_size
+    from dual_backend.run import prepare_data
+
+    count = len(prepare_data(recipe, profile).x_train)
+    return min(count, steps * recipe.lesson.batch_size) if steps else count
+
+
+def _keras_on_torch_program(lesson: str):
+    """``keras_ref/<lesson>.py`` importing Keras 3 on its torch backend as its ``tf.keras``.
+
+    TensorFlow itself stays out of the process (as for a user who installed
+    Keras and torch only): its name is bound to nothing once the lesson file holds
+    its ``tf``, so Keras' optional TensorFlow paths see it as not installed."""
+    os.environ["KERAS_BACKEND"] = "torch"
+    import keras
+
+    sys.modules["tensorflow"] = types.SimpleNamespace(keras=keras)
+    try:
+        program = importlib.import_module(f"keras_ref.{lesson}")
+    finally:
+        sys.modules["tensorflow"] = None  # `import tensorflow` now raises ImportError
+    return keras, program
+
+
+def _measure_keras_on_torch(recipe, epochs, device, profile, seed) -> dict:
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    if recipe.dataset == "horse_or_human":
+        return {"skipped": "keras_ref's image pipeline is tf.data (image_dataset_from_directory), "
+                           "which needs TensorFlow in the process"}
+    keras, program = _keras_on_torch_program(recipe.lesson.name)
+    from dual_backend.run import prepare_data
+
+    keras.utils.set_random_seed(seed)
+    model = program.build_model(input_shape=recipe.lesson.input_shape, **recipe.model_options({}))
+    prepared = prepare_data(recipe, profile)
+    timer = _KerasEpochTimer(keras)
+    model.fit(prepared.x_train, prepared.y_train, epochs=epochs, batch_size=recipe.lesson.batch_size,
+              validation_data=prepared.validation_data, steps_per_epoch=recipe.steps_per_epoch(profile),
+              callbacks=[timer], verbose=0)
+    metric, value = _keras_score(recipe, model, prepared)
+    import torch
+
+    return _result("keras-on-torch", timer.seconds, _samples_per_epoch(recipe, profile), metric, value,
+                   "gpu" if torch.cuda.is_available() else "cpu")
+
+
+def _KerasEpochTimer(keras):
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.start)
+
+    return EpochTimer()
+
+
+def _keras_score(recipe, model, prepared):
+    metric = recipe.lesson.metric
+    if metric is None:  # hello_world: the prediction for x = 10
+        return "prediction", float(np.asarray(model.predict(prepared.x_test, verbose=0))[0][0])
+    results = model.evaluate(prepared.x_test, prepared.y_test, verbose=0, return_dict=True)
+    return metric, float(results[metric])
+
+
+def _measure_plain_torch(recipe, epochs, device, profile, seed) -> dict:
+    """The same model, optimizer and loss as the torch backend, trained by a loop written out:
+    a permutation per epoch, slices of device tensors, zero_grad / backward / step."""
+    import torch
+
+    from torch_impl import _keras_compat as compat
+    from torch_impl._model import intra_op_threads
+
+    torch.manual_seed(seed)
+    torch_device = torch.device("cuda" if device == "gpu" and torch.cuda.is_available() else "cpu")
+    program = importlib.import_module(f"torch_impl.{recipe.lesson.name}")
+    module = program.build_model(input_shape=recipe.lesson.input_shape, **recipe.model_options({})).to(torch_device)
+    optimizer = module.configure_optimizers()
+    loss_name = module.keras_loss
+    # The torch backend's thread rule: one intra-op thread for Dense-only models on the CPU.
+    threads = 1 if torch_device.type == "cpu" and not module.channels_first else None
+    steps = recipe.steps_per_epoch(profile)
+
+    def train_epoch(batches):
+        module.train()
+        loss_sum = correct = torch.zeros((), device=torch_device)
+        for x, y in batches:
+            logits = module.logits(x)
+            loss = compat.keras_loss(loss_name, logits, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            loss_sum = loss_sum + loss.detach() * len(x)
+            correct = correct + compat.correct_predictions(loss_name, logits, y)
+        return float(correct)  # one host synchronisation per epoch
+
+    with intra_op_threads(threads):
+        if recipe.dataset == "horse_or_human":
+            from dual_backend.data import horse_or_human_dirs
+
+            train_dir, _ = horse_or_human_dirs()
+            loader = program.training_data(train_dir, batch_size=recipe.lesson.batch_size, seed=seed)
+
+            def batches():
+                for step, (x, y) in enumerate(loader):
+                    if step == steps:
+                        return
+                    yield x.to(torch_device).contiguous(memory_format=torch.channels_last), y.to(torch_device)
+
+            samples = steps * recipe.lesson.batch_size
+        else:
+            from dual_backend.run import prepare_data
+
+            prepared = prepare_data(recipe, profile)
+            batch = recipe.lesson.batch_size
+            x_all, y_all = _tensors(module, prepared.x_train, prepared.y_train, torch_device, batch)
+            samples = min(len(x_all), steps * batch) if steps else len(x_all)
+
+            def batches():
+                order = torch.randperm(len(x_all), device=torch_device)
+                for start in range(0, samples, batch):
+                    index = order[start:start + batch]
+                    yield module.channels_last(x_all[index]), y_all[index]
+
+        seconds, correct = [], 0.0
+        for _ in range(epochs):
+            start = time.perf_counter()
+            correct = train_epoch(batches())
+            seconds.append(time.perf_counter() - start)
+    metric = recipe.lesson.metric
+    if metric is None:  # hello_world: the prediction for x = 10
+        module.eval()
+        with torch.no_grad():
+            metric, value = "prediction", float(module(_tensors(module, prepared.x_test, prepared.y_test,
+                                                                 torch_device, 1)[0])[0, 0])
+    elif recipe.lesson.judge_training:
+        value = correct / samples
+    else:
+        value = _plain_torch_accuracy(module, prepared, loss_name, torch_device, compat)
+    return _result("plain-torch", seconds, samples, metric, value, torch_device.type.replace("cuda", "gpu"))
+
+
+def _tensors(module, x, y, device, batch_size):
+    """Arrays checked and shaped by the front end's rules, as device tensors (images NCHW)."""
+    import torch
+
+    from dual_backend import validation
+
+    x = validation.as_inputs(x, module.input_shape[1:])
+    y = validation.as_targets(y, len(x), module.keras_loss, module.output_shape, batch_size)
+    x_tensor = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+    if module.channels_first:
+        x_tensor = x_tensor.permute(0, 3, 1, 2)
+    return x_tensor, torch.from_numpy(y).to(device)
+
+
+def _plain_torch_accuracy(module, prepared, loss_name, device, compat) -> float:
+    import torch
+
+    module.eval()
+    x, y = _tensors(module, prepared.x_test, prepared.y_test, device, 1000)
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(x), 1000):
+            correct += int(compat.correct_predictions(loss_name, module.logits(x[start:start + 1000]),
+                                                      y[start:start + 1000]))
+    return correct / len(x)
+
+
+def _measure_convolution(system, recipe, device) -> dict:
+    """The convolution lesson trains nothing: the seconds of filtering and pooling the ascent image."""
+    if system not in ("keras", "torch"):
+        return {"skipped": "the convolution lesson runs a fixed filter; only the two backends apply it"}
+    from dual_backend import convolution
+
+    metrics = convolution.run(recipe, system, out=None, options={}, device=device, verbose=0)
+    return {"seconds_per_epoch": [metrics["seconds"]], "samples_per_epoch": 1, "metric": "equal to the loop",
+            "value": float(metrics["equal_to_loop"]["filtered"] and metrics["equal_to_loop"]["pooled"]),
+            "device": metrics["device"], "loop_seconds": metrics["loop_seconds"], "peak_memory_mb": None}
+
+
+# --------------------------------------------------------------------------- the comparison
+
+
+def _run_worker(system, lesson, variant, epochs, device, profile, seed) -> dict:
+    command = [sys.executable, "-m", "dual_backend.bench", "--worker", system, lesson, "--epochs", str(epochs),
+               "--device", device, "--profile", profile, "--seed", str(seed)]
+    if variant:
+        command += ["--variant", variant]
+    done = subprocess.run(command, capture_output=True, text=True)
+    for line in done.stdout.splitlines():
+        if line.startswith(RESULT_MARK):
+            return json.loads(line[len(RESULT_MARK):])
+    tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+    return {"failed": f"exit code {done.returncode}", "log": tail}
+
+
+def bench(lesson: str, variant: str | None = None, systems=tuple(SYSTEMS), epochs: int = 3, device: str = "cpu",
+          repeats: int = 1, profile: str = "full", seed: int = 0, say=print) -> dict:
+    """Every system ``repeats`` times, alternating the order; the per-system summary and every run."""
+    runs: dict[str, list[dict]] = {system: [] for system in systems}
+    for repeat in range(repeats):
+        order = list(systems) if repeat % 2 == 0 else list(reversed(systems))
+        for system in order:
+            say(f"bench {lesson}: {system} (repeat {repeat + 1}/{repeats}) ...")
+            runs[system].append(_run_worker(system, lesson, variant, epochs, device, profile, seed))
+    summary = {system: summarise(results) for system, results in runs.items()}
+    keras_steady = summary.get("keras", {}).get("steady_seconds")
+    for entry in summary.values():
+        if keras_steady and entry.get("steady_seconds"):
+            entry["speed_vs_keras"] = keras_steady / entry["steady_seconds"]
+    from dual_backend.run import hardware
+
+    return {"lesson": lesson, "variant": lessons.recipe(lesson, variant).variant_name, "device": device,
+            "epochs": epochs, "repeats": repeats, "profile": profile, "seed": seed, "hardware": hardware(),
+            "systems": summary, "runs": runs}
+
+
+def summarise(results: list[dict]) -> dict:
+    done = [r for r in results if "seconds_per_epoch" in r]
+    if not done:
+        first = results[0] if results else {}
+        return {"note": first.get("skipped") or f"failed: {first.get('failed')}\n{first.get('log', '')}"}
+    firsts = [r["seconds_per_epoch"][0] for r in done]
+    later = [s for r in done for s in r["seconds_per_epoch"][1:]] or firsts
+    steady = statistics.median(later)
+    values = [r["value"] for r in done if r.get("value") is not None]
+    memory = [r["peak_memory_mb"] for r in done if r.get("peak_memory_mb")]
+    return {"first_epoch_seconds": statistics.mean(firsts), "steady_seconds": steady,
+            "samples_per_second": done[0]["samples_per_epoch"] / steady, "metric": done[0]["metric"],
+            "value": statistics.mean(values) if values else None, "peak_memory_mb": max(memory) if memory else None,
+            "device": done[0]["device"]}
+
+
+def markdown(result: dict) -> str:
+    """The table of one bench run."""
+    head = (f"**{result['lesson']}** ({result['variant']}), {result['device']}, {result['epochs']} epochs "
+            f"x {result['repeats']} run(s) per system, profile {result['profile']}")
+    lines = [head, "", "| system | first epoch (s) | steady s/epoch | samples/s | peak MiB | result | vs keras |",
+             "|---|---:|---:|---:|---:|---|---:|"]
+    for system, entry in result["systems"].items():
+        if "steady_seconds" not in entry:
+            lines.append(f"| {system} | – | – | – | – | {entry['note'].splitlines()[0]} | – |")
+            continue
+        value = "–" if entry["value"] is None else f"{entry['metric']} {entry['value']:.4f}"
+        memory = "–" if entry["peak_memory_mb"] is None else f"{entry['peak_memory_mb']:,.0f}"
+        ratio = entry.get("speed_vs_keras")
+        lines.append(f"| {system} | {entry['first_epoch_seconds']:.2f} | {entry['steady_seconds']:.3f} | "
+                     f"{entry['samples_per_second']:,.0f} | {memory} | {value} | "
+                     f"{'–' if ratio is None else f'{ratio:.2f}x'} |")
+    return "\n".join(lines)
+
+
+def _worker_main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m dual_backend.bench --worker")
+    parser.add_argument("system", choices=list(SYSTEMS))
+    parser.add_argument("lesson", choices=list(lessons.LESSONS))
+    parser.add_argument("--variant", default=None)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--profile", default="full")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    result = measure(args.system, args.lesson, args.variant, args.epochs, args.device, args.profile, args.seed)
+    print(RESULT_MARK + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["--worker"]:
+        sys.exit("usage: python -m dual_backend.bench --worker SYSTEM LESSON [...]; see `dual-backend bench`")
+    sys.exit(_worker_main(sys.argv[2:]))
