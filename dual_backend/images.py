@@ -63,7 +63,7 @@ def check_image_folder(directory, classes: int) -> dict[str, int]:
       in a format only one pipeline reads (``.gif``, ``.webp``, ``.tif``, ...) is
       refused: a ``DataError`` lists them, to be converted or removed.
     """
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     folder = Path(directory)
     if not folder.is_dir():
@@ -91,7 +91,9 @@ def check_image_folder(directory, classes: int) -> dict[str, int]:
                     with Image.open(path) as image:
                         image.verify()  # the file's structure and checksums, without decoding the pixels
                     counts[name] += 1
-                except Exception as error:  # noqa: BLE001 - Pillow raises many kinds for a bad file
+                except UnidentifiedImageError:
+                    unreadable.append(f"{path.relative_to(folder)} (not an image Pillow can read)")
+                except Exception as error:  # noqa: BLE001 - Pillow raises many kinds for a damaged file
                     unreadable.append(f"{path.relative_to(folder)} ({error})")
     if unreadable or one_sided:
         raise DataError(
