@@ -104,7 +104,7 @@ def _real_numbers(values, what: str, alternative: str = "") -> np.ndarray:
 
 def _finite(converted: np.ndarray, original: np.ndarray, what: str, consequence: str) -> None:
     """Refuse NaN and infinity in ``converted`` (the float32 copy of ``original``)."""
-    if converted.dtype.kind != "f":
+    if converted.dtype.kind != "f" or converted.size == 0:
         return
     # NaN propagates through min and max: two passes over the data, no mask unless something is wrong.
     if np.isfinite(converted.min()) and np.isfinite(converted.max()):

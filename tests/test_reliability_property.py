@@ -73,7 +73,7 @@ def calls(draw):
     labels = hnp.arrays(np.int64, (samples,), elements=st.integers(0, 9))
     wrong_labels = st.one_of(
         hnp.arrays(np.int64, (samples,), elements=st.integers(-2, 12)),
-        arrays(st.sampled_from([(samples,), (samples, 1), (samples, 10), (max(samples - 1, 0),), ()])),
+        arrays(st.sampled_from([(samples,), (samples, 1), (samples, 10), (samples, 0), (max(samples - 1, 0),), ()])),
         st.none(),
     )
     return {
