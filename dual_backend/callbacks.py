@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+from dual_backend.errors import DualBackendError
+
 
 class Callback:
     """Override any of the hooks; ``logs`` is a dict of floats keyed like Keras' logs.
@@ -145,3 +147,19 @@ class EpochTimer(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
+
+
+def as_callbacks(callbacks) -> list:
+    """``fit``'s ``callbacks`` as a list (one callback alone is taken, as Keras 3 takes it), each one
+    the front end's: a :class:`Callback` runs on both backends, a framework's own would run on one."""
+    if callbacks is None:
+        return []
+    chosen = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+    for callback in chosen:
+        if not isinstance(callback, (Callback, FrameworkCallback)):
+            raise DualBackendError(
+                f"callbacks must be dual_backend.Callback subclasses or dual_backend.TensorBoard, ModelCheckpoint, "
+                f"EarlyStopping; got {type(callback).__module__}.{type(callback).__name__}. Write it once against "
+                "dual_backend.Callback (on_epoch_end(self, epoch, logs)) and it runs on both backends."
+            )
+    return chosen

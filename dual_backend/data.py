@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import pickle
 import shutil
@@ -230,6 +231,11 @@ def _find_file(folder: Path, file: RemoteFile) -> Path | None:
 # Downloading
 
 
+# What a failed download raises: a host not found or refusing (URLError), a connection closed
+# before Content-Length bytes (http.client.IncompleteRead), a timeout or a full disk (OSError).
+DOWNLOAD_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError)
+
+
 def _download(url: str, destination: Path) -> None:
     """Stream ``url`` into ``destination`` with a progress bar on stderr."""
     from tqdm import tqdm
@@ -246,11 +252,17 @@ def _download(url: str, destination: Path) -> None:
 def fetch(file: RemoteFile, folder: Path) -> Path:
     """Download ``file`` into ``folder``; it appears there only once it checks out.
 
-    Each mirror is tried in turn and a checksum mismatch is retried once, since
-    a dropped connection can leave a short file behind.  The bytes go to a
-    temporary file in the same folder and are renamed into place atomically.
+    Each mirror is tried in turn.  A download whose content does not match its
+    SHA-256 (or a gzip that ends early) is tried once more from the same host,
+    since a dropped connection can leave a short file behind; a host that
+    cannot be reached is not.  The bytes go to a temporary file in the same
+    folder and are renamed into place atomically, so the cache never holds a
+    partial file, whatever stops the download.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"Cannot create the cache folder {folder} ({error}).") from None
     problems = []
     for url in file.urls:
         for _attempt in range(2):
@@ -259,18 +271,19 @@ def fetch(file: RemoteFile, folder: Path) -> Path:
             temporary = Path(temporary)
             try:
                 _download(url, temporary)
-                _verify(temporary, file.sha256)
-            except (urllib.error.URLError, OSError, DataError) as error:
+                if _content_sha256(temporary) == file.sha256:
+                    os.replace(temporary, folder / file.name)
+                    return folder / file.name
+            except DataError:  # a gzip that ends early: as a mismatch, worth one more try
+                pass
+            except DOWNLOAD_ERRORS as error:
                 problems.append(f"{url}: {error}")
-                if isinstance(error, DataError):
-                    continue
                 break
-            else:
-                final = folder / file.name
-                os.replace(temporary, final)
-                return final
             finally:
                 temporary.unlink(missing_ok=True)
+        else:
+            problems.append(f"{url}: downloaded twice, and neither copy had the expected content "
+                            f"(SHA-256 {file.sha256[:12]}…)")
     raise DataError("; ".join(problems))
 
 
@@ -346,8 +359,9 @@ def _fetch_horse_or_human(folder: Path) -> None:
                 found = len(list((staging / split / cls).glob("*.png")))
                 if found != count:
                     raise DataError(f"{url} unpacked to {found} images in {cls}/, expected {count}.")
+            shutil.rmtree(folder / split, ignore_errors=True)  # half of an earlier fetch that stopped
             os.replace(staging / split, folder / split)
-        except (urllib.error.URLError, OSError, zipfile.BadZipFile) as error:
+        except (*DOWNLOAD_ERRORS, zipfile.BadZipFile) as error:
             raise DataError(f"{url}: {error}") from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)

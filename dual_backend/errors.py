@@ -12,3 +12,7 @@ class DualBackendError(ValueError):
 
 class DataError(DualBackendError):
     """A data set is missing, truncated, corrupted or of the wrong format."""
+
+
+class DataWarning(UserWarning):
+    """Something in the data was skipped, and said so; training goes on without it."""

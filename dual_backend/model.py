@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dual_backend import validation
-from dual_backend.callbacks import CallbackList, EpochTimer, FrameworkCallback
+from dual_backend.callbacks import CallbackList, EpochTimer, FrameworkCallback, as_callbacks
 from dual_backend.errors import DualBackendError
 from dual_backend.progress import ProgressBar
 
@@ -50,7 +50,7 @@ class Model:
         """As ``keras.Model.compile``; the lessons come compiled as the course compiles them."""
         self.loss = validation.loss_name(loss)
         self.metrics = validation.metric_names(metrics)
-        self.optimizer = optimizer if not isinstance(optimizer, str) else validation.optimizer_name(optimizer)
+        self.optimizer = optimizer if self._is_optimizer(optimizer) else validation.optimizer_name(optimizer)
         self._compile(self.optimizer, self.loss, self.metrics)
         return self
 
@@ -59,7 +59,7 @@ class Model:
         return ["loss", *self.metrics]
 
     def _check(self, x, y, batch_size: int):
-        inputs = validation.as_inputs(x, self.input_shape[1:])
+        inputs = validation.as_inputs(x, self.input_shape[1:], pipeline_accepted=True)
         targets = validation.as_targets(y, len(inputs), self.loss, self.output_shape, batch_size)
         return inputs, targets
 
@@ -76,13 +76,10 @@ class Model:
         two backends see the very same batches."""
         if self.loss is None:
             raise DualBackendError("The model must be compiled before fit: call model.compile(...) first.")
-        batch_size = 32 if batch_size is None else batch_size
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise DualBackendError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        if not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise DualBackendError(f"epochs must be a non-negative integer, got {epochs!r}.")
-        if steps_per_epoch is not None and (not isinstance(steps_per_epoch, (int, np.integer)) or steps_per_epoch < 1):
-            raise DualBackendError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}.")
+        batch_size = validation.integer_argument("batch_size", batch_size, minimum=1, default=32)
+        epochs = validation.integer_argument("epochs", epochs, minimum=0)
+        steps_per_epoch = validation.integer_argument("steps_per_epoch", steps_per_epoch, minimum=1)
+        callbacks = as_callbacks(callbacks)
         if self._is_pipeline(x):
             if y is not None:
                 raise DualBackendError("A data pipeline yields its own labels: pass y=None.")
@@ -93,27 +90,33 @@ class Model:
         if validation_data is not None and not self._is_pipeline(validation_data):
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise DualBackendError("validation_data must be a tuple (x_val, y_val) or a data pipeline.")
-            validation_data = self._check(*validation_data, batch_size)
-        callbacks = list(callbacks or [])
+            try:
+                validation_data = self._check(*validation_data, batch_size)
+            except DualBackendError as error:
+                raise DualBackendError(f"In validation_data: {error}") from None
         framework = [c for c in callbacks if isinstance(c, FrameworkCallback)]
         timer = EpochTimer()
         chosen = [timer, *([ProgressBar()] if verbose else []),
                   *(c for c in callbacks if not isinstance(c, FrameworkCallback))]
-        callback_list = CallbackList(chosen, self, {"epochs": int(epochs), "steps": int(steps), "verbose": verbose})
+        callback_list = CallbackList(chosen, self, {"epochs": epochs, "steps": int(steps), "verbose": verbose})
         self.stop_training = False
         if batch_order_seed is not None:
             if self._is_pipeline(x):
                 raise DualBackendError("batch_order_seed needs arrays: a pipeline decides its own order.")
             rng = np.random.default_rng(batch_order_seed)
-            shuffle = [rng.permutation(len(x)) for _ in range(int(epochs))]
-        logs = self._fit(x, y, int(epochs), int(batch_size), validation_data, callback_list, shuffle,
-                         steps_per_epoch, framework)
+            shuffle = [rng.permutation(len(x)) for _ in range(epochs)]
+        logs = self._fit(x, y, epochs, batch_size, validation_data, callback_list, shuffle, steps_per_epoch,
+                         framework)
         return History(history=logs, epoch=list(range(len(timer.seconds))), seconds_per_epoch=timer.seconds,
-                       params={"epochs": int(epochs), "steps": int(steps)})
+                       params={"epochs": epochs, "steps": int(steps)})
 
-    def evaluate(self, x, y=None, batch_size: int = 32, verbose=0):
+    def evaluate(self, x, y=None, batch_size: int | None = 32, verbose=0):
         """``[loss, metric, ...]`` in compile order, or the bare loss when compiled without metrics."""
-        if not self._is_pipeline(x):
+        batch_size = validation.integer_argument("batch_size", batch_size, minimum=1, default=32)
+        if self._is_pipeline(x):
+            if y is not None:
+                raise DualBackendError("A data pipeline yields its own labels: pass y=None.")
+        else:
             x, y = self._check(x, y, batch_size)
         logs = self._evaluate(x, y, batch_size)
         if verbose:
@@ -121,8 +124,9 @@ class Model:
         values = [float(logs[key]) for key in self.log_keys]
         return values if self.metrics else values[0]
 
-    def predict(self, x, batch_size: int = 32) -> np.ndarray:
+    def predict(self, x, batch_size: int | None = 32) -> np.ndarray:
         """Outputs as numpy: probabilities for softmax and sigmoid heads."""
+        batch_size = validation.integer_argument("batch_size", batch_size, minimum=1, default=32)
         return self._predict(validation.as_inputs(x, self.input_shape[1:]), batch_size)
 
     def summary(self, print_fn=print) -> None:
@@ -162,6 +166,10 @@ class Model:
 
     def _is_pipeline(self, x) -> bool:
         """Whether ``x`` is the backend's own data pipeline rather than an array."""
+        return False
+
+    def _is_optimizer(self, optimizer) -> bool:
+        """Whether ``optimizer`` is the backend's own optimizer object rather than a name."""
         return False
 
     def _compile(self, optimizer, loss, metrics): raise NotImplementedError

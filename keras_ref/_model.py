@@ -133,6 +133,9 @@ class KerasModel(Model):
     def _is_pipeline(self, x) -> bool:
         return isinstance(x, tf.data.Dataset)
 
+    def _is_optimizer(self, optimizer) -> bool:
+        return isinstance(optimizer, tf.keras.optimizers.Optimizer)
+
     def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch, framework):
         adapter = (KerasBatchCallbacks if callbacks.wants_batches else KerasCallbacks)(callbacks, self)
         if isinstance(shuffle, list):  # the front end's permutations, one per epoch

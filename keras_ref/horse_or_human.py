@@ -13,11 +13,15 @@ Setup: the course reads the folders with ``ImageDataGenerator(rescale=1/255)
 
 import tensorflow as tf
 
+from dual_backend.images import check_image_folder
+
 IMAGE_SIZE = (300, 300)
+CLASSES = 2  # horses, humans: one sigmoid unit
 
 
 def training_data(directory, batch_size=128, seed=None):
     # Prepare the data: RGBA PNGs → RGB, 300x300, labels from the folder names, scaled to [0, 1].
+    check_image_folder(directory, CLASSES)  # the same scan on both backends: see dual_backend/images.py
     dataset = tf.keras.utils.image_dataset_from_directory(
         directory, label_mode="binary", color_mode="rgb", image_size=IMAGE_SIZE, batch_size=batch_size,
         shuffle=True, seed=seed, verbose=False)
@@ -27,6 +31,7 @@ def training_data(directory, batch_size=128, seed=None):
 
 
 def validation_data(directory, batch_size=128):
+    check_image_folder(directory, CLASSES)
     dataset = tf.keras.utils.image_dataset_from_directory(
         directory, label_mode="binary", color_mode="rgb", image_size=IMAGE_SIZE, batch_size=batch_size,
         shuffle=False, verbose=False)

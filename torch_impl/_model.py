@@ -229,6 +229,10 @@ class TorchModel(Model):
     def _is_pipeline(self, x) -> bool:
         return isinstance(x, torch.utils.data.DataLoader)
 
+    def _is_optimizer(self, optimizer) -> bool:
+        # An optimizer before the parameters exist: a factory such as _keras_compat.RMSprop(...).
+        return callable(optimizer)
+
     def _tensors(self, *arrays):
         return [torch.from_numpy(np.ascontiguousarray(a)).to(self.torch_device) for a in arrays]
 

@@ -17,9 +17,11 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
+from dual_backend.images import check_image_folder
 from torch_impl._keras_compat import Conv2D, Dense, Flatten, Input, MaxPooling2D, RMSprop, Sequential
 
 IMAGE_SIZE = (300, 300)
+CLASSES = 2  # horses, humans: one sigmoid unit
 # Half the cores decode PNGs, the rest train: decoding a batch takes a fraction of a
 # step, and workers that take every core stall the training threads at each op.
 WORKERS = min(4, max(1, (os.cpu_count() or 2) // 2))
@@ -35,6 +37,7 @@ def to_rgb(image):
 
 
 def _image_folder(directory):
+    check_image_folder(directory, CLASSES)  # the same scan on both backends: see dual_backend/images.py
     # RGBA PNGs → RGB, 300x300, scaled to [0, 1] (ToTensor divides by 255) in torch's CHW layout.
     transform = transforms.Compose([
         transforms.Lambda(to_rgb),
