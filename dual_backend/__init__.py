@@ -19,6 +19,7 @@ from dual_backend.model import History, Model
 
 BACKENDS = {"keras": "keras_ref", "torch": "torch_impl"}
 DEVICES = ("cpu", "gpu", "auto")
+STRATEGIES = {"keras": "mirrored", "torch": "ddp"}  # data-parallel training, each framework's own
 
 
 def backend_package(backend: str):
@@ -29,11 +30,18 @@ def backend_package(backend: str):
 
 
 def build(lesson: str, backend: str = "keras", variant: str | None = None, device: str = "auto",
-          **options) -> Model:
+          devices: int = 1, strategy: str = "auto", **options) -> Model:
     """The lesson's model, compiled as the course compiles it, with the Keras surface on either backend.
 
     ``options`` are the lesson's model options (``dual-backend list`` shows them),
     e.g. ``build("fashion_mlp", backend="torch", hidden_units=512)``.
+
+    ``devices`` > 1 trains data-parallel on the framework's own engine:
+    ``tf.distribute.MirroredStrategy`` on keras (``strategy="mirrored"``),
+    Lightning's DDP on torch (``strategy="ddp"``); ``"auto"`` picks the backend's
+    own.  ``fit``'s ``batch_size`` is then the global batch, as in Keras: each of
+    the N devices takes batch_size / N samples of every step, so the course's
+    learning rates stay right.  See the README, "Scale-out".
     """
     from dual_backend import lessons
 
@@ -44,9 +52,16 @@ def build(lesson: str, backend: str = "keras", variant: str | None = None, devic
     chosen = recipe.model_options(options)
     if device not in DEVICES:
         raise DualBackendError(f"Unknown device {device!r}. Valid devices: {', '.join(DEVICES)}.")
+    if not isinstance(devices, int) or devices < 1:
+        raise DualBackendError(f"devices must be a positive integer, got {devices!r}.")
+    strategy = STRATEGIES[backend] if strategy == "auto" else strategy
+    if backend in STRATEGIES and strategy != STRATEGIES[backend]:
+        raise DualBackendError(f"The {backend} backend scales out with strategy {STRATEGIES[backend]!r} "
+                               f"({'tf.distribute.MirroredStrategy' if backend == 'keras' else 'Lightning DDP'}), "
+                               f"not {strategy!r}; or leave it 'auto'.")
     frontend = backend_package(backend)
     program = importlib.import_module(f"{BACKENDS[backend]}.{lesson}")
-    return frontend.build(program, recipe, chosen, device)
+    return frontend.build(program, recipe, chosen, device, devices=devices)
 
 
 def copy_weights(source: Model, target: Model) -> None:

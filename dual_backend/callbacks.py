@@ -23,6 +23,7 @@ class Callback:
     """
 
     every_batch = True
+    chief_only = False  # True: in a data-parallel fit, only the process of rank 0 runs it (printing)
 
     def __init__(self):
         self.model = None

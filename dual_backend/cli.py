@@ -75,6 +75,10 @@ def parser() -> argparse.ArgumentParser:
                      help="start from the initial weights of this backend's model (same seed): same start")
     run.add_argument("--same-order", action="store_true",
                      help="both backends take the batches in one permutation drawn from the seed")
+    run.add_argument("--devices", type=int, default=1,
+                     help="train data-parallel on N devices (CPU processes or GPUs); batch size stays global")
+    run.add_argument("--strategy", choices=["auto", "ddp", "mirrored"], default="auto",
+                     help="ddp: Lightning DDP (torch); mirrored: tf.distribute.MirroredStrategy (keras)")
     run.add_argument("--data-dir", default=None, help="folder holding fashion-mnist/, mnist/, ...")
     run.add_argument("--out", default=None, help="write <backend>/history.json and metrics.json here "
                                                  "(default: runs/<lesson>-<variant>)")
@@ -175,7 +179,10 @@ def _run(args) -> int:
     if args.backend != "both":
         metrics = run_lesson(args.lesson, args.backend, variant=args.variant, epochs=args.epochs,
                              profile=args.profile, seed=args.seed, device=args.device, out=out,
-                             options=dict(args.option), init_from=args.init_from, same_order=args.same_order)
+                             options=dict(args.option), init_from=args.init_from, same_order=args.same_order,
+                             devices=args.devices, strategy=args.strategy)
+        if "rank" in metrics:  # a DDP helper process: rank 0 prints
+            return 0
         if lessons.get(args.lesson).kind == "convolution":
             from dual_backend import convolution
 
@@ -202,11 +209,13 @@ def _argv_for(args, backend: str, out: Path) -> list[str]:
     argv = ["run", args.lesson, "--backend", backend, "--profile", args.profile, "--device", args.device,
             "--out", str(out)]
     for flag, value in (("--variant", args.variant), ("--epochs", args.epochs), ("--seed", args.seed),
-                        ("--init-from", args.init_from)):
+                        ("--init-from", args.init_from), ("--devices", args.devices)):
         if value is not None:
             argv += [flag, str(value)]
     if args.same_order:
         argv.append("--same-order")
+    if args.strategy != "auto":
+        argv += ["--strategy", args.strategy]
     for name, value in args.option:
         argv += ["--option", f"{name}={value!r}"]
     return argv

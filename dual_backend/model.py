@@ -40,6 +40,8 @@ class Model:
 
     def __init__(self, lesson: str | None, variant: str | None, options: dict, device: str):
         self.lesson, self.variant, self.options, self.device = lesson, variant, options, device
+        self.devices = 1  # > 1: data-parallel fit (MirroredStrategy on keras, DDP on torch)
+        self.rank = 0  # this process's rank in a data-parallel fit; only rank 0 reports and saves
         self.stop_training = False
         self.optimizer = self.loss = None
         self.metrics: list[str] = []

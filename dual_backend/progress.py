@@ -31,6 +31,7 @@ def bar(done: int, total: int) -> str:
 
 class ProgressBar(Callback):
     every_batch = False  # a redraw samples the running logs; it need not see every step
+    chief_only = True  # one process prints
 
     def __init__(self, stream=None):
         super().__init__()

@@ -134,14 +134,18 @@ def versions(backend: str) -> dict:
 def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: int | None = None,
                profile: str = "full", seed: int | None = None, device: str = "auto", out: Path | None = None,
                options: dict | None = None, verbose: int = 1, init_from: str | None = None,
-               same_order: bool = False) -> dict:
+               same_order: bool = False, devices: int = 1, strategy: str = "auto") -> dict:
     """Train one lesson on one backend; returns (and writes under ``out/<backend>/``) its metrics,
     its History, the trained model and the lesson's figures.
 
     ``init_from="keras"`` starts the model from the initial weights of the keras
     model built with the same seed; ``same_order`` makes the batches come in the
     permutations the front end draws from the seed.  Together: the same run on
-    two frameworks."""
+    two frameworks.
+
+    ``devices`` > 1 trains data-parallel (MirroredStrategy on keras, Lightning DDP
+    on torch, whose extra processes run this same function: they return
+    ``{"rank": r}`` after ``fit`` and write nothing)."""
     recipe = lessons.recipe(lesson, variant)
     if recipe.lesson.kind == "convolution":
         from dual_backend import convolution
@@ -153,7 +157,8 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
     frontend = dual_backend.backend_package(backend)
     if seed is not None:
         frontend.seed(seed)
-    model = dual_backend.build(lesson, backend=backend, variant=variant, device=device, **(options or {}))
+    model = dual_backend.build(lesson, backend=backend, variant=variant, device=device, devices=devices,
+                               strategy=strategy, **(options or {}))
     if init_from is not None and init_from != backend:
         dual_backend.backend_package(init_from).seed(seed or 0)
         start = dual_backend.build(lesson, backend=init_from, variant=variant, device="cpu", **(options or {}))
@@ -172,6 +177,8 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
         history = model.fit(prepared.x_train, prepared.y_train, epochs=epochs,
                             batch_size=recipe.lesson.batch_size, validation_data=prepared.validation_data,
                             callbacks=callbacks, verbose=verbose, batch_order_seed=order_seed)
+        if model.rank > 0:  # a DDP helper process: rank 0 evaluates, reports and saves
+            return {"rank": model.rank}
         test = score(recipe, model, prepared)
     key, value = headline(recipe, test, history.history)
     predictions = show_predictions(recipe, model, prepared, verbose)
@@ -179,7 +186,7 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
     metrics = {
         "lesson": lesson, "variant": recipe.variant_name, "backend": backend, "device": model.device,
         "profile": profile, "seed": seed, "options": model.options,
-        "init_from": init_from, "same_order": same_order,
+        "init_from": init_from, "same_order": same_order, "devices": devices,
         "epochs": epochs, "epochs_run": len(history.epoch), "params": model.count_params(),
         "seconds_per_epoch": history.seconds_per_epoch, "test": test,
         "final_training": {k: v[-1] for k, v in history.history.items()} if history.epoch else {},

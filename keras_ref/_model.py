@@ -8,6 +8,7 @@ end's key order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -195,10 +196,36 @@ class KerasModel(Model):
             Path(temporary).unlink(missing_ok=True)
 
 
-def build(program, recipe, options, device) -> KerasModel:
-    select_device(device)
-    keras_model = program.build_model(input_shape=recipe.lesson.input_shape, **options)
-    return KerasModel(keras_model, recipe.lesson.name, recipe.variant_name, options, device)
+def mirrored_strategy(devices: int, device: str):
+    """``tf.distribute.MirroredStrategy`` over ``devices`` GPUs, or logical CPUs on the CPU."""
+    if device == "gpu":
+        gpus = tf.config.list_logical_devices("GPU")
+        if len(gpus) < devices:
+            raise DualBackendError(f"--devices {devices} asks for {devices} GPUs; TensorFlow sees {len(gpus)}.")
+        return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus[:devices]])
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+    except RuntimeError:
+        if len(tf.config.list_logical_devices("CPU")) < devices:
+            raise DualBackendError(
+                f"MirroredStrategy over {devices} CPUs needs TensorFlow's logical CPU devices set up before "
+                "TensorFlow first runs anything: build the model first thing in a fresh process "
+                "(the command line does)."
+            ) from None
+    return tf.distribute.MirroredStrategy([f"/cpu:{index}" for index in range(devices)])
+
+
+def build(program, recipe, options, device, devices=1) -> KerasModel:
+    device = select_device(device)
+    # Data-parallel: the model and its optimizer are created inside the strategy's scope,
+    # and Keras splits each global batch among the replicas.
+    scope = mirrored_strategy(devices, device).scope() if devices > 1 else contextlib.nullcontext()
+    with scope:
+        keras_model = program.build_model(input_shape=recipe.lesson.input_shape, **options)
+    model = KerasModel(keras_model, recipe.lesson.name, recipe.variant_name, options, device)
+    model.devices = devices
+    return model
 
 
 def load(path, device) -> KerasModel:

@@ -431,12 +431,19 @@ class EpochMeans:
             self.correct = self.correct + correct
         self.seen += batch_size
 
-    def compute(self, prefix: str = "") -> dict[str, float]:
+    def compute(self, prefix: str = "", across_processes: bool = False) -> dict[str, float]:
+        """The means so far; ``across_processes``: summed over the processes of a DDP fit first
+        (every process must call it then)."""
         if not self.seen:
             return {}
-        logs = {f"{prefix}loss": float(self.loss_sum) / self.seen}
+        sums = [self.loss_sum, self.correct, self.seen]
+        if across_processes and torch.distributed.is_available() and torch.distributed.is_initialized():
+            sums = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=self.loss_sum.device) for v in sums])
+            torch.distributed.all_reduce(sums)
+        loss_sum, correct, seen = (float(v) for v in sums)
+        logs = {f"{prefix}loss": loss_sum / seen}
         for metric in self.metrics:
-            logs[f"{prefix}{metric}"] = float(self.correct) / self.seen
+            logs[f"{prefix}{metric}"] = correct / seen
         return logs
 
 

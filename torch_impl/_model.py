@@ -31,6 +31,8 @@ logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*validation_step.*but have no `val_dataloader`.*")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+# The epoch logs are already summed over DDP's processes (EpochMeans.compute(across_processes=True)).
+warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
 # keras_basics' checkpoint sits beside the run's other files, as Keras' does.
 warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
 
@@ -67,6 +69,10 @@ class TensorBatches:
     Lightning's per-batch machinery (hooks, progress tracking, optimizer
     wrappers: ~0.4 ms, a third of a Dense step on this CPU) runs once per chunk.
     ``steps`` limits an epoch to its first batches (Keras' ``steps_per_epoch``).
+
+    Under DDP every process walks the same permutation (rank 0 draws it and
+    broadcasts it) and takes its share of each batch: ``batch_size`` stays the
+    global batch, as in Keras' MirroredStrategy.
     """
 
     def __init__(self, *tensors, batch_size: int, shuffle, steps: int | None = None, steps_per_chunk: int = 1):
@@ -85,12 +91,18 @@ class TensorBatches:
             self.epoch += 1
         else:
             order = torch.randperm(self.size, device=device) if self.shuffle else None
+        world, rank = data_parallel_world()
+        if world > 1 and self.shuffle:
+            order = order if order is not None else torch.arange(self.size, device=device)
+            torch.distributed.broadcast(order, src=0)
         for start in range(0, self.steps * self.batch_size, self.batch_size):
             if order is None:
                 yield tuple(t[start:start + self.batch_size] for t in self.tensors)
-            else:
-                index = order[start:start + self.batch_size]
-                yield tuple(t[index] for t in self.tensors)
+                continue
+            index = order[start:start + self.batch_size]
+            if world > 1:
+                index = index.tensor_split(world)[rank]
+            yield tuple(t[index] for t in self.tensors)
 
     def __iter__(self):
         if self.steps_per_chunk == 1:
@@ -102,6 +114,13 @@ class TensorBatches:
             if len(chunk) == self.steps_per_chunk or step == self.steps - 1:
                 yield StepChunk(chunk, last_step=step)
                 chunk = []
+
+
+def data_parallel_world() -> tuple[int, int]:
+    """``(processes, this one's rank)`` of a DDP fit; ``(1, 0)`` otherwise."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
 
 
 class StepChunk:
@@ -143,6 +162,8 @@ class KerasCallbacks(L.Callback):
         self.history: dict[str, list[float]] = defaultdict(list)
 
     def on_train_start(self, trainer, module):
+        if trainer.global_rank > 0:  # data-parallel: the other processes train and decide, rank 0 reports
+            self.callbacks.callbacks = [c for c in self.callbacks.callbacks if not c.chief_only]
         self.callbacks.on_train_begin({})
 
     def on_train_epoch_start(self, trainer, module):
@@ -155,7 +176,7 @@ class KerasCallbacks(L.Callback):
 
     def on_train_epoch_end(self, trainer, module):
         # Lightning has already run this epoch's validation when this hook fires.
-        logs = {**module.train_means.compute(), **module.val_means.compute("val_")}
+        logs = {**module.train_means.compute(across_processes=True), **module.val_means.compute("val_")}
         logs = order_logs(logs, self.front.log_keys)
         module.log_dict({k: v for k, v in logs.items() if not k.startswith("val_")})  # val_: by the module
         for key, value in logs.items():
@@ -208,8 +229,9 @@ def intra_op_threads(count: int | None):
 class TorchModel(Model):
     backend = "torch"
 
-    def __init__(self, module, lesson, variant, options, device):
+    def __init__(self, module, lesson, variant, options, device, devices=1):
         super().__init__(lesson, variant, options, select_device(device))
+        self.devices = devices
         self.module = module
         self.torch_device = torch.device("cuda" if self.device == "gpu" else "cpu")
         self.name = lesson or module.model_name
@@ -220,11 +242,24 @@ class TorchModel(Model):
         self.module.compile(optimizer=optimizer, loss=loss, metrics=metrics)
 
     def _trainer(self, **settings) -> L.Trainer:
-        settings = {"logger": False, "enable_checkpointing": False, **settings}
+        settings = {"logger": False, "enable_checkpointing": False, "devices": 1, **settings}
         return L.Trainer(
-            accelerator=self.device, devices=1, enable_progress_bar=False, enable_model_summary=False,
+            accelerator=self.device, enable_progress_bar=False, enable_model_summary=False,
             num_sanity_val_steps=0, **settings,
         )
+
+    def _scale_out(self) -> dict:
+        """Lightning's DDP over ``devices`` processes (gloo on the CPU, NCCL on GPUs).
+
+        Lightning starts the other processes by running this program's command
+        line again; they train with rank 0 and stop after ``fit``
+        (``dual_backend.run`` returns at once in them)."""
+        if self.devices == 1:
+            return {}
+        if self.device == "gpu" and torch.cuda.device_count() < self.devices:
+            raise DualBackendError(f"--devices {self.devices} asks for {self.devices} GPUs; "
+                                   f"torch sees {torch.cuda.device_count()}.")
+        return {"devices": self.devices, "strategy": "ddp"}
 
     def _is_pipeline(self, x) -> bool:
         return isinstance(x, torch.utils.data.DataLoader)
@@ -261,15 +296,19 @@ class TorchModel(Model):
             return self._fit_here(*args)
 
     def _fit_here(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch, framework):
+        if self.devices > 1 and batch_size % self.devices:
+            raise DualBackendError(f"batch_size {batch_size} does not split evenly over {self.devices} devices: "
+                                   f"choose a multiple of {self.devices}.")
         adapter = KerasCallbacks(callbacks, self)
         logger, lightning_callbacks = lightning_counterparts(framework)
-        trainer = self._trainer(max_epochs=epochs, callbacks=[adapter, *lightning_callbacks], logger=logger,
+        trainer = self._trainer(**self._scale_out(), max_epochs=epochs, callbacks=[adapter, *lightning_callbacks], logger=logger,
                                 log_every_n_steps=1,  # only epoch logs are written; silences a warning
                                 enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in framework),
                                 limit_train_batches=(steps_per_epoch or 1.0) if self._is_pipeline(x) else 1.0,
                                 limit_val_batches=1.0 if validation_data is not None else 0)
-        # A callback that must see every batch gets Lightning's batches one step each.
-        chunk = 1 if callbacks.wants_every_batch else STEPS_PER_CHUNK
+        # A callback that must see every batch gets Lightning's batches one step each; so does DDP,
+        # whose gradient hooks expect one backward pass per Lightning step.
+        chunk = 1 if callbacks.wants_every_batch or self.devices > 1 else STEPS_PER_CHUNK
         train = x if self._is_pipeline(x) else self._batches(x, y, batch_size, shuffle, steps=steps_per_epoch,
                                                              steps_per_chunk=chunk)
         val = validation_data
@@ -277,6 +316,7 @@ class TorchModel(Model):
             val = self._batches(*validation_data, batch_size=batch_size)
         self.module.val_means.reset()
         trainer.fit(self.module, train_dataloaders=train, val_dataloaders=val)
+        self.rank = trainer.global_rank
         return dict(adapter.history)
 
     def _evaluate(self, x, y, batch_size):
@@ -332,9 +372,9 @@ class TorchModel(Model):
             Path(temporary).unlink(missing_ok=True)
 
 
-def build(program, recipe, options, device) -> TorchModel:
+def build(program, recipe, options, device, devices=1) -> TorchModel:
     module = program.build_model(input_shape=recipe.lesson.input_shape, **options)
-    return TorchModel(module, recipe.lesson.name, recipe.variant_name, options, device)
+    return TorchModel(module, recipe.lesson.name, recipe.variant_name, options, device, devices)
 
 
 def load(path, device) -> TorchModel:
