@@ -15,7 +15,7 @@ import importlib
 from dual_backend.callbacks import Callback, StopTraining
 from dual_backend.errors import DataError, DualBackendError
 from dual_backend.lessons import LESSONS
-from dual_backend.model import History, Model
+from dual_backend.model import History, Model, SpeedUps
 
 BACKENDS = {"keras": "keras_ref", "torch": "torch_impl"}
 DEVICES = ("cpu", "gpu", "auto")
@@ -30,7 +30,8 @@ def backend_package(backend: str):
 
 
 def build(lesson: str, backend: str = "keras", variant: str | None = None, device: str = "auto",
-          devices: int = 1, strategy: str = "auto", **options) -> Model:
+          devices: int = 1, strategy: str = "auto", precision: str = "float32", compile: bool = False,
+          channels_last: bool = False, **options) -> Model:
     """The lesson's model, compiled as the course compiles it, with the Keras surface on either backend.
 
     ``options`` are the lesson's model options (``dual-backend list`` shows them),
@@ -42,6 +43,9 @@ def build(lesson: str, backend: str = "keras", variant: str | None = None, devic
     own.  ``fit``'s ``batch_size`` is then the global batch, as in Keras: each of
     the N devices takes batch_size / N samples of every step, so the course's
     learning rates stay right.  See the README, "Scale-out".
+
+    ``precision="bf16"``, ``compile=True`` and ``channels_last=True`` are speed-ups
+    that change the numbers computed, off by default (:class:`dual_backend.model.SpeedUps`).
     """
     from dual_backend import lessons
 
@@ -54,14 +58,15 @@ def build(lesson: str, backend: str = "keras", variant: str | None = None, devic
         raise DualBackendError(f"Unknown device {device!r}. Valid devices: {', '.join(DEVICES)}.")
     if not isinstance(devices, int) or devices < 1:
         raise DualBackendError(f"devices must be a positive integer, got {devices!r}.")
+    frontend = backend_package(backend)  # an unknown backend is named here
     strategy = STRATEGIES[backend] if strategy == "auto" else strategy
-    if backend in STRATEGIES and strategy != STRATEGIES[backend]:
+    if strategy != STRATEGIES[backend]:
         raise DualBackendError(f"The {backend} backend scales out with strategy {STRATEGIES[backend]!r} "
                                f"({'tf.distribute.MirroredStrategy' if backend == 'keras' else 'Lightning DDP'}), "
                                f"not {strategy!r}; or leave it 'auto'.")
-    frontend = backend_package(backend)
     program = importlib.import_module(f"{BACKENDS[backend]}.{lesson}")
-    return frontend.build(program, recipe, chosen, device, devices=devices)
+    speedups = SpeedUps(precision=precision, compile=bool(compile), channels_last=bool(channels_last))
+    return frontend.build(program, recipe, chosen, device, devices=devices, speedups=speedups)
 
 
 def copy_weights(source: Model, target: Model) -> None:

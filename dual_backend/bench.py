@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from dual_backend import lessons
+from dual_backend.model import SpeedUps
 
 SYSTEMS = {
     "keras": "the keras backend: keras_ref/ on tf.keras",
@@ -47,17 +48,19 @@ RESULT_MARK = "BENCH-RESULT "
 
 
 def measure(system: str, lesson: str, variant: str | None, epochs: int, device: str, profile: str,
-            seed: int) -> dict:
-    """Train ``lesson`` on ``system`` in this process; seconds per epoch, samples, accuracy, memory."""
+            seed: int, speedups: SpeedUps = SpeedUps()) -> dict:
+    """Train ``lesson`` on ``system`` in this process; seconds per epoch, samples, accuracy, memory.
+
+    ``speedups`` apply to the two backends and the plain loop (Keras-on-torch runs as it comes)."""
     recipe = lessons.recipe(lesson, variant)
     if recipe.lesson.kind == "convolution":
         return _measure_convolution(system, recipe, device)
     if system in ("keras", "torch"):
-        return _measure_backend(system, recipe, epochs, device, profile, seed)
+        return _measure_backend(system, recipe, epochs, device, profile, seed, speedups)
     if system == "keras-on-torch":
         return _measure_keras_on_torch(recipe, epochs, device, profile, seed)
     if system == "plain-torch":
-        return _measure_plain_torch(recipe, epochs, device, profile, seed)
+        return _measure_plain_torch(recipe, epochs, device, profile, seed, speedups)
     raise ValueError(f"unknown system {system!r}")
 
 
@@ -70,11 +73,11 @@ def _result(engine: str, seconds: list[float], samples: int, metric: str | None,
             "device": device, "peak_memory_mb": memory["resident"], "peak_gpu_memory_mb": memory.get("gpu")}
 
 
-def _measure_backend(backend, recipe, epochs, device, profile, seed) -> dict:
+def _measure_backend(backend, recipe, epochs, device, profile, seed, speedups) -> dict:
     from dual_backend.run import run_lesson
 
     metrics = run_lesson(recipe.lesson.name, backend, variant=recipe.variant_name, epochs=epochs,
-                         profile=profile, seed=seed, device=device, verbose=0)
+                         profile=profile, seed=seed, device=device, verbose=0, speedups=speedups)
     samples = _samples_per_epoch(recipe, profile)
     value = metrics["final_training"].get(metrics["judged_by"]) if recipe.lesson.judge_training \
         else metrics["test"].get(metrics["judged_by"])
@@ -154,7 +157,7 @@ def _keras_score(recipe, model, prepared):
     return metric, float(results[metric])
 
 
-def _measure_plain_torch(recipe, epochs, device, profile, seed) -> dict:
+def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dict:
     """The same model, optimizer and loss as the torch backend, trained by a loop written out:
     a permutation per epoch, slices of device tensors, zero_grad / backward / step."""
     import torch
@@ -166,6 +169,10 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed) -> dict:
     torch_device = torch.device("cuda" if device == "gpu" and torch.cuda.is_available() else "cpu")
     program = importlib.import_module(f"torch_impl.{recipe.lesson.name}")
     module = program.build_model(input_shape=recipe.lesson.input_shape, **recipe.model_options({})).to(torch_device)
+    module.use_channels_last(speedups.channels_last)
+    if speedups.compile:
+        module.compile_steps()
+    autocast = torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=speedups.precision == "bf16")
     optimizer = module.configure_optimizers()
     loss_name = module.keras_loss
     # The torch backend's thread rule: one intra-op thread for Dense-only models on the CPU.
@@ -176,8 +183,9 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed) -> dict:
         module.train()
         loss_sum = correct = torch.zeros((), device=torch_device)
         for x, y in batches:
-            logits = module.logits(x)
-            loss = compat.keras_loss(loss_name, logits, y)
+            with autocast:
+                logits = module.step_logits(x)
+                loss = compat.keras_loss(loss_name, logits, y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -196,7 +204,7 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed) -> dict:
                 for step, (x, y) in enumerate(loader):
                     if step == steps:
                         return
-                    yield x.to(torch_device).contiguous(memory_format=torch.channels_last), y.to(torch_device)
+                    yield module.in_memory_format(x.to(torch_device)), y.to(torch_device)
 
             samples = steps * recipe.lesson.batch_size
         else:
@@ -211,7 +219,7 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed) -> dict:
                 order = torch.randperm(len(x_all), device=torch_device)
                 for start in range(0, samples, batch):
                     index = order[start:start + batch]
-                    yield module.channels_last(x_all[index]), y_all[index]
+                    yield module.in_memory_format(x_all[index]), y_all[index]
 
         seconds, correct = [], 0.0
         for _ in range(epochs):
@@ -273,9 +281,9 @@ def _measure_convolution(system, recipe, device) -> dict:
 # --------------------------------------------------------------------------- the comparison
 
 
-def _run_worker(system, lesson, variant, epochs, device, profile, seed) -> dict:
+def _run_worker(system, lesson, variant, epochs, device, profile, seed, speedups) -> dict:
     command = [sys.executable, "-m", "dual_backend.bench", "--worker", system, lesson, "--epochs", str(epochs),
-               "--device", device, "--profile", profile, "--seed", str(seed)]
+               "--device", device, "--profile", profile, "--seed", str(seed), *speedups.flags()]
     if variant:
         command += ["--variant", variant]
     done = subprocess.run(command, capture_output=True, text=True)
@@ -287,14 +295,14 @@ def _run_worker(system, lesson, variant, epochs, device, profile, seed) -> dict:
 
 
 def bench(lesson: str, variant: str | None = None, systems=tuple(SYSTEMS), epochs: int = 3, device: str = "cpu",
-          repeats: int = 1, profile: str = "full", seed: int = 0, say=print) -> dict:
+          repeats: int = 1, profile: str = "full", seed: int = 0, speedups: SpeedUps = SpeedUps(), say=print) -> dict:
     """Every system ``repeats`` times, alternating the order; the per-system summary and every run."""
     runs: dict[str, list[dict]] = {system: [] for system in systems}
     for repeat in range(repeats):
         order = list(systems) if repeat % 2 == 0 else list(reversed(systems))
         for system in order:
             say(f"bench {lesson}: {system} (repeat {repeat + 1}/{repeats}) ...")
-            runs[system].append(_run_worker(system, lesson, variant, epochs, device, profile, seed))
+            runs[system].append(_run_worker(system, lesson, variant, epochs, device, profile, seed, speedups))
     summary = {system: summarise(results) for system, results in runs.items()}
     keras_steady = summary.get("keras", {}).get("steady_seconds")
     for entry in summary.values():
@@ -304,6 +312,7 @@ def bench(lesson: str, variant: str | None = None, systems=tuple(SYSTEMS), epoch
 
     return {"lesson": lesson, "variant": lessons.recipe(lesson, variant).variant_name, "device": device,
             "epochs": epochs, "repeats": repeats, "profile": profile, "seed": seed, "hardware": hardware(),
+            "speedups": speedups.flags(),
             "systems": summary, "runs": runs}
 
 
@@ -325,8 +334,9 @@ def summarise(results: list[dict]) -> dict:
 
 def markdown(result: dict) -> str:
     """The table of one bench run."""
-    head = (f"**{result['lesson']}** ({result['variant']}), {result['device']}, {result['epochs']} epochs "
-            f"x {result['repeats']} run(s) per system, profile {result['profile']}")
+    numerics = " ".join(result.get("speedups") or []) or "default numerics"
+    head = (f"**{result['lesson']}** ({result['variant']}), {result['device']}, {numerics}, {result['epochs']} "
+            f"epochs x {result['repeats']} run(s) per system, profile {result['profile']}")
     lines = [head, "", "| system | first epoch (s) | steady s/epoch | samples/s | peak MiB | result | vs keras |",
              "|---|---:|---:|---:|---:|---|---:|"]
     for system, entry in result["systems"].items():
@@ -353,8 +363,13 @@ def _worker_main(argv: list[str]) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--profile", default="full")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", default="float32")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--channels-last", action="store_true")
     args = parser.parse_args(argv)
-    result = measure(args.system, args.lesson, args.variant, args.epochs, args.device, args.profile, args.seed)
+    speedups = SpeedUps(precision=args.precision, compile=args.compile, channels_last=args.channels_last)
+    result = measure(args.system, args.lesson, args.variant, args.epochs, args.device, args.profile, args.seed,
+                     speedups)
     print(RESULT_MARK + json.dumps(result), flush=True)
     return 0
 

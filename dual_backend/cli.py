@@ -49,6 +49,21 @@ def _parse_option(text: str) -> tuple[str, object]:
         return name, value
 
 
+def add_speedup_flags(command: argparse.ArgumentParser) -> None:
+    """Speed-ups that change the numbers computed: off unless asked for (see SpeedUps)."""
+    command.add_argument("--precision", choices=["float32", "bf16"], default="float32",
+                         help="bf16: bfloat16 autocast (torch) / mixed_bfloat16 policy (keras)")
+    command.add_argument("--compile", action="store_true", help="torch.compile (torch) / XLA jit_compile (keras)")
+    command.add_argument("--channels-last", action="store_true",
+                         help="torch: convolutions in channels-last memory (faster on CPUs)")
+
+
+def speedups(args):
+    from dual_backend.model import SpeedUps
+
+    return SpeedUps(precision=args.precision, compile=args.compile, channels_last=args.channels_last)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="dual-backend", description=__doc__.split("\n\n")[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,6 +94,7 @@ def parser() -> argparse.ArgumentParser:
                      help="train data-parallel on N devices (CPU processes or GPUs); batch size stays global")
     run.add_argument("--strategy", choices=["auto", "ddp", "mirrored"], default="auto",
                      help="ddp: Lightning DDP (torch); mirrored: tf.distribute.MirroredStrategy (keras)")
+    add_speedup_flags(run)
     run.add_argument("--data-dir", default=None, help="folder holding fashion-mnist/, mnist/, ...")
     run.add_argument("--out", default=None, help="write <backend>/history.json and metrics.json here "
                                                  "(default: runs/<lesson>-<variant>)")
@@ -118,6 +134,7 @@ def parser() -> argparse.ArgumentParser:
                        help="some of: keras torch keras-on-torch plain-torch (default: all four)")
     bench.add_argument("--profile", choices=PROFILES, default="full")
     bench.add_argument("--seed", type=int, default=0)
+    add_speedup_flags(bench)
     bench.add_argument("--json", default=None, metavar="FILE", help="also write every measurement as JSON")
     bench.add_argument("--markdown", default=None, metavar="FILE", help="also write the tables as markdown")
     bench.add_argument("--data-dir", default=None)
@@ -180,7 +197,7 @@ def _run(args) -> int:
         metrics = run_lesson(args.lesson, args.backend, variant=args.variant, epochs=args.epochs,
                              profile=args.profile, seed=args.seed, device=args.device, out=out,
                              options=dict(args.option), init_from=args.init_from, same_order=args.same_order,
-                             devices=args.devices, strategy=args.strategy)
+                             devices=args.devices, strategy=args.strategy, speedups=speedups(args))
         if "rank" in metrics:  # a DDP helper process: rank 0 prints
             return 0
         if lessons.get(args.lesson).kind == "convolution":
@@ -216,6 +233,7 @@ def _argv_for(args, backend: str, out: Path) -> list[str]:
         argv.append("--same-order")
     if args.strategy != "auto":
         argv += ["--strategy", args.strategy]
+    argv += speedups(args).flags()
     for name, value in args.option:
         argv += ["--option", f"{name}={value!r}"]
     return argv
@@ -261,7 +279,8 @@ def _bench(args, top) -> int:
     for lesson in chosen:
         result = bench.bench(lesson, args.variant if args.lesson != "all" else None, systems=systems,
                              epochs=args.epochs, device=args.device, repeats=args.repeats, profile=args.profile,
-                             seed=args.seed, say=lambda line: print(line, file=sys.stderr, flush=True))
+                             seed=args.seed, speedups=speedups(args),
+                             say=lambda line: print(line, file=sys.stderr, flush=True))
         results.append(result)
         tables.append(bench.markdown(result))
         print(tables[-1] + "\n", flush=True)

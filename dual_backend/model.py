@@ -29,6 +29,34 @@ class History:
     params: dict = field(default_factory=dict)
 
 
+PRECISIONS = ("float32", "bf16")
+
+
+@dataclass(frozen=True)
+class SpeedUps:
+    """Speed-ups that change the numbers a model computes, so all are off by default (parity
+    and the accuracy ranges are measured without them).
+
+    ``precision="bf16"``: bfloat16 autocast (Lightning's ``bf16-mixed``) on torch, the
+    ``mixed_bfloat16`` policy on keras.  ``compile``: ``torch.compile`` on torch, XLA
+    (``jit_compile=True``) on keras, which Keras already chooses by itself on a GPU.
+    ``channels_last``: torch's convolutions in channels-last memory (keras computes NHWC anyway).
+    """
+
+    precision: str = "float32"
+    compile: bool = False
+    channels_last: bool = False
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise DualBackendError(f"Unknown precision {self.precision!r}. Valid precisions: {', '.join(PRECISIONS)}.")
+
+    def flags(self) -> list[str]:
+        """As command-line flags (empty: the default numerics)."""
+        return ([f"--precision={self.precision}"] if self.precision != "float32" else []) + \
+            (["--compile"] if self.compile else []) + (["--channels-last"] if self.channels_last else [])
+
+
 def order_logs(logs: dict, loss_and_metrics: list[str]) -> dict:
     """Logs in Keras 2's order, the same on both backends: loss, metrics, then their ``val_`` twins."""
     keys = [*loss_and_metrics, *(f"val_{key}" for key in loss_and_metrics)]
@@ -40,6 +68,7 @@ class Model:
 
     def __init__(self, lesson: str | None, variant: str | None, options: dict, device: str):
         self.lesson, self.variant, self.options, self.device = lesson, variant, options, device
+        self.speedups = SpeedUps()
         self.devices = 1  # > 1: data-parallel fit (MirroredStrategy on keras, DDP on torch)
         self.rank = 0  # this process's rank in a data-parallel fit; only rank 0 reports and saves
         self.stop_training = False

@@ -6,6 +6,7 @@ spec, so the CLI, the tests and the reports all train the same recipe.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -19,6 +20,7 @@ import dual_backend
 from dual_backend import data, lessons
 from dual_backend.callbacks import EarlyStopping, ModelCheckpoint, StopTraining, TensorBoard
 from dual_backend.lessons import Recipe
+from dual_backend.model import SpeedUps
 
 PROFILES = ("quick", "full")
 
@@ -134,7 +136,7 @@ def versions(backend: str) -> dict:
 def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: int | None = None,
                profile: str = "full", seed: int | None = None, device: str = "auto", out: Path | None = None,
                options: dict | None = None, verbose: int = 1, init_from: str | None = None,
-               same_order: bool = False, devices: int = 1, strategy: str = "auto") -> dict:
+               same_order: bool = False, devices: int = 1, strategy: str = "auto", speedups=None) -> dict:
     """Train one lesson on one backend; returns (and writes under ``out/<backend>/``) its metrics,
     its History, the trained model and the lesson's figures.
 
@@ -145,7 +147,8 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
 
     ``devices`` > 1 trains data-parallel (MirroredStrategy on keras, Lightning DDP
     on torch, whose extra processes run this same function: they return
-    ``{"rank": r}`` after ``fit`` and write nothing)."""
+    ``{"rank": r}`` after ``fit`` and write nothing).  ``speedups``
+    (:class:`dual_backend.model.SpeedUps`): bf16, compiling, channels-last; off by default."""
     recipe = lessons.recipe(lesson, variant)
     if recipe.lesson.kind == "convolution":
         from dual_backend import convolution
@@ -157,8 +160,10 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
     frontend = dual_backend.backend_package(backend)
     if seed is not None:
         frontend.seed(seed)
+    speedups = speedups or SpeedUps()
     model = dual_backend.build(lesson, backend=backend, variant=variant, device=device, devices=devices,
-                               strategy=strategy, **(options or {}))
+                               strategy=strategy, precision=speedups.precision, compile=speedups.compile,
+                               channels_last=speedups.channels_last, **(options or {}))
     if init_from is not None and init_from != backend:
         dual_backend.backend_package(init_from).seed(seed or 0)
         start = dual_backend.build(lesson, backend=init_from, variant=variant, device="cpu", **(options or {}))
@@ -187,6 +192,7 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
         "lesson": lesson, "variant": recipe.variant_name, "backend": backend, "device": model.device,
         "profile": profile, "seed": seed, "options": model.options,
         "init_from": init_from, "same_order": same_order, "devices": devices,
+        "speedups": dataclasses.asdict(speedups),
         "epochs": epochs, "epochs_run": len(history.epoch), "params": model.count_params(),
         "seconds_per_epoch": history.seconds_per_epoch, "test": test,
         "final_training": {k: v[-1] for k, v in history.history.items()} if history.epoch else {},

@@ -216,15 +216,25 @@ def mirrored_strategy(devices: int, device: str):
     return tf.distribute.MirroredStrategy([f"/cpu:{index}" for index in range(devices)])
 
 
-def build(program, recipe, options, device, devices=1) -> KerasModel:
+def build(program, recipe, options, device, devices=1, speedups=None) -> KerasModel:
     device = select_device(device)
     # Data-parallel: the model and its optimizer are created inside the strategy's scope,
     # and Keras splits each global batch among the replicas.
     scope = mirrored_strategy(devices, device).scope() if devices > 1 else contextlib.nullcontext()
-    with scope:
-        keras_model = program.build_model(input_shape=recipe.lesson.input_shape, **options)
+    bf16 = speedups is not None and speedups.precision == "bf16"
+    if bf16:  # layers take the policy when they are created
+        tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        with scope:
+            keras_model = program.build_model(input_shape=recipe.lesson.input_shape, **options)
+    finally:
+        if bf16:
+            tf.keras.mixed_precision.set_global_policy("float32")
+    if speedups is not None and speedups.compile:
+        keras_model.jit_compile = True
     model = KerasModel(keras_model, recipe.lesson.name, recipe.variant_name, options, device)
     model.devices = devices
+    model.speedups = speedups or model.speedups
     return model
 
 

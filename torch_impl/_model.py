@@ -242,7 +242,8 @@ class TorchModel(Model):
         self.module.compile(optimizer=optimizer, loss=loss, metrics=metrics)
 
     def _trainer(self, **settings) -> L.Trainer:
-        settings = {"logger": False, "enable_checkpointing": False, "devices": 1, **settings}
+        precision = "bf16-mixed" if self.speedups.precision == "bf16" else "32-true"
+        settings = {"logger": False, "enable_checkpointing": False, "devices": 1, "precision": precision, **settings}
         return L.Trainer(
             accelerator=self.device, enable_progress_bar=False, enable_model_summary=False,
             num_sanity_val_steps=0, **settings,
@@ -274,7 +275,8 @@ class TorchModel(Model):
     def _inputs(self, x):
         """Keras' NHWC images as the NCHW tensor a convolutional module computes on."""
         (x,) = self._tensors(x)
-        return x.permute(0, 3, 1, 2) if self.module.channels_first and x.dim() == 4 else x
+        return self.module.in_memory_format(x.permute(0, 3, 1, 2)) if self.module.channels_first and x.dim() == 4 \
+            else x
 
     def _batches(self, x, y=None, batch_size=32, shuffle=False, **chunking):
         tensors = [self._inputs(x)] + ([] if y is None else self._tensors(y))
@@ -372,9 +374,15 @@ class TorchModel(Model):
             Path(temporary).unlink(missing_ok=True)
 
 
-def build(program, recipe, options, device, devices=1) -> TorchModel:
+def build(program, recipe, options, device, devices=1, speedups=None) -> TorchModel:
     module = program.build_model(input_shape=recipe.lesson.input_shape, **options)
-    return TorchModel(module, recipe.lesson.name, recipe.variant_name, options, device, devices)
+    model = TorchModel(module, recipe.lesson.name, recipe.variant_name, options, device, devices)
+    if speedups is not None:
+        model.speedups = speedups
+        module.use_channels_last(speedups.channels_last)
+        if speedups.compile:
+            module.compile_steps()
+    return model
 
 
 def load(path, device) -> TorchModel:
