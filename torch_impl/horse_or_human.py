@@ -50,12 +50,14 @@ def _image_folder(directory):
 def training_data(directory, batch_size=128, seed=None):
     # Prepare the data: a new shuffle every epoch; steps_per_epoch=8 is Lightning's limit_train_batches.
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    # pin_memory: page-locked batches that Lightning copies to a GPU without blocking.
     return DataLoader(_image_folder(directory), batch_size=batch_size, shuffle=True, generator=generator,
-                      num_workers=WORKERS, persistent_workers=WORKERS > 0)
+                      num_workers=WORKERS, persistent_workers=WORKERS > 0, pin_memory=torch.cuda.is_available())
 
 
 def validation_data(directory, batch_size=128):
-    return DataLoader(_image_folder(directory), batch_size=batch_size, shuffle=False, num_workers=WORKERS)
+    return DataLoader(_image_folder(directory), batch_size=batch_size, shuffle=False, num_workers=WORKERS,
+                      pin_memory=torch.cuda.is_available())
 
 
 def build_model(input_shape=(300, 300, 3)):
