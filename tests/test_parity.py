@@ -129,3 +129,27 @@ def test_parity_of_an_error_exercise_checks_both_backends_stop_with_the_error():
     found = parity.checks("fashion_mlp", "no_flatten", inputs=32)
     assert all(check.passed for check in found)
     assert any("stops before the first step" in check.name for check in found)
+
+
+def test_the_contiguous_max_pool_is_torchs_own_bit_for_bit():
+    """MaxPooling2D pools contiguous CPU tensors through a channels-last copy (torch's NCHW CPU kernel
+    is ~20x slower); outputs and gradients must be exactly F.max_pool2d's, ties included."""
+    import torch
+    import torch.nn.functional as F
+
+    from torch_impl._keras_compat import MaxPooling2D
+
+    generator = torch.Generator().manual_seed(0)
+    for shape in [(4, 8, 26, 26), (4, 8, 11, 11), (2, 3, 7, 9)]:
+        # Rounded to quarters: many windows hold the same positive maximum twice (ties).
+        x = torch.relu(torch.randn(shape, generator=generator)).mul(4).round().div(4)
+        results = []
+        for pool in (lambda v: F.max_pool2d(v, 2, 2), MaxPooling2D((2, 2))):
+            leaf = x.clone().requires_grad_(True)
+            output = pool(leaf)
+            output.backward(torch.arange(output.numel(), dtype=torch.float32).reshape(output.shape))
+            results.append((output.detach(), leaf.grad))
+        (expected, expected_grad), (got, got_grad) = results
+        assert torch.equal(got, expected) and torch.equal(got_grad, expected_grad), shape
+        with torch.no_grad():
+            assert torch.equal(MaxPooling2D((2, 2))(x), F.max_pool2d(x, 2, 2))
