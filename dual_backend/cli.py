@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from dual_backend import BACKENDS, DEVICES, data, lessons
-from dual_backend.errors import DualBackendError
+from dual_backend.errors import DualBackendError, TrainingInterrupted
 from dual_backend.run import PROFILES
 
 
@@ -77,6 +77,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", default=None, help="folder holding fashion-mnist/, mnist/, ...")
     run.add_argument("--out", default=None, help="write <backend>/history.json and metrics.json here "
                                                  "(default: runs/<lesson>-<variant>)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run from its backup, OUT/<backend>/backup/ (same settings)")
     predict = commands.add_parser("predict", help="classify image files with a trained horse_or_human model")
     predict.add_argument("lesson", choices=["horse_or_human"], metavar="LESSON", help="horse_or_human")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
@@ -161,7 +163,8 @@ def _run(args) -> int:
     if args.backend != "both":
         metrics = run_lesson(args.lesson, args.backend, variant=args.variant, epochs=args.epochs,
                              profile=args.profile, seed=args.seed, device=args.device, out=out,
-                             options=dict(args.option), init_from=args.init_from, same_order=args.same_order)
+                             options=dict(args.option), init_from=args.init_from, same_order=args.same_order,
+                             resume=args.resume)
         if lessons.get(args.lesson).kind == "convolution":
             from dual_backend import convolution
 
@@ -193,6 +196,8 @@ def _argv_for(args, backend: str, out: Path) -> list[str]:
             argv += [flag, str(value)]
     if args.same_order:
         argv.append("--same-order")
+    if args.resume:
+        argv.append("--resume")
     for name, value in args.option:
         argv += ["--option", f"{name}={value!r}"]
     return argv
@@ -257,6 +262,22 @@ def _predict(args) -> int:
     return 0
 
 
+def _interrupted(interrupt: KeyboardInterrupt) -> int:
+    """What was kept and how to go on; exit code 128 + the signal's number, as a shell reports it."""
+    if not isinstance(interrupt, TrainingInterrupted):
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    message = f"Interrupted ({interrupt.cause}) in epoch {interrupt.epoch} of {interrupt.epochs}. "
+    if interrupt.backup_path:
+        kept = interrupt.epochs_kept
+        message += (f"{interrupt.backup_path} holds the first {kept} epoch{'s' if kept > 1 else ''}: "
+                    "run the same command with --resume to continue from there.")
+    else:
+        message += "No epoch had finished, so nothing was kept."
+    print(f"\n{message}", file=sys.stderr)
+    return 143 if interrupt.signal_name == "SIGTERM" else 130
+
+
 def main(argv=None) -> int:
     top = parser()
     args = top.parse_args(argv)
@@ -283,9 +304,8 @@ def main(argv=None) -> int:
     except DualBackendError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        return _interrupted(interrupt)
 
 
 if __name__ == "__main__":

@@ -12,3 +12,26 @@ class DualBackendError(ValueError):
 
 class DataError(DualBackendError):
     """A data set is missing, truncated, corrupted or of the wrong format."""
+
+
+class TrainingDiverged(DualBackendError):
+    """The loss became NaN or infinite and training stopped there (Keras' TerminateOnNaN)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C (``SIGINT``) or ``SIGTERM``; the message says what was kept.
+
+    A ``KeyboardInterrupt``, so that code which already handles Ctrl-C handles it too.
+    It happened in ``epoch`` (counted from 1) of ``epochs``; ``backup_path`` is
+    the backup holding the first ``epochs_kept`` epochs, or None.
+    """
+
+    def __init__(self, message: str = "", signal_name: str = "SIGINT", epoch: int = 0, epochs: int = 0,
+                 backup_path=None, epochs_kept: int = 0):
+        super().__init__(message)
+        self.signal_name, self.epoch, self.epochs = signal_name, epoch, epochs
+        self.backup_path, self.epochs_kept = backup_path, epochs_kept
+
+    @property
+    def cause(self) -> str:
+        return "Ctrl-C" if self.signal_name == "SIGINT" else self.signal_name

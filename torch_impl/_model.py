@@ -11,7 +11,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
+import pickle
+import re
+import shutil
+import signal
+import threading
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -19,9 +23,11 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 
-from dual_backend.callbacks import EarlyStopping, ModelCheckpoint, TensorBoard
+from dual_backend.callbacks import BackupAndRestore, EarlyStopping, ModelCheckpoint, TensorBoard, TerminateOnNaN
 from dual_backend.errors import DualBackendError
+from dual_backend.interrupts import atomic_write
 from dual_backend.model import Model, order_logs
 
 # Lightning announces the hardware on every Trainer; the front end prints its own lines.
@@ -133,9 +139,110 @@ class KerasCallbacks(L.Callback):
         self.callbacks.on_train_end({})
 
 
+class LightningTerminateOnNaN(L.Callback):
+    """Keras' ``TerminateOnNaN``, which Lightning lacks: stop at the first batch whose loss is NaN
+    or infinite, with Keras' words.  (Reading the loss is one host-device sync per step on a GPU,
+    as it is for Keras' callback.)"""
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not torch.isfinite(loss).item():
+            print(f"Batch {batch_idx}: Invalid loss, terminating training")
+            trainer.should_stop = True
+
+
+def random_state() -> dict:
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
+
+
+def set_random_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class LightningBackupAndRestore(L.Callback):
+    """The torch half of the front end's ``BackupAndRestore``: Lightning's own checkpoint of the whole
+    training state (weights, optimizer, loop counters, callbacks' states) after every finished
+    epoch, which ``trainer.fit(ckpt_path=...)`` continues from.
+
+    It adds what Lightning leaves out: the random generators' states, so that
+    the next epoch's batch order and dropout masks are those an uninterrupted
+    run would draw, and the front end's record (epochs done, History so far).
+    (Lightning's ``ModelCheckpoint(save_last=True)`` would also back up the
+    epoch whose loss went NaN.)
+    """
+
+    def __init__(self, backup: BackupAndRestore):
+        self.backup = backup
+
+    def on_train_epoch_end(self, trainer, module):
+        if self.backup.keep_epoch():
+            trainer.save_checkpoint(self.backup.path("torch"))  # whole or not at all: AtomicCheckpointIO
+
+    def on_save_checkpoint(self, trainer, module, checkpoint):
+        checkpoint["dual_backend"] = {"record": self.backup.record, "random_state": random_state()}
+
+    def on_load_checkpoint(self, trainer, module, checkpoint):
+        set_random_state(checkpoint["dual_backend"]["random_state"])
+
+    def on_train_end(self, trainer, module):
+        if self.backup.delete_at_end():
+            shutil.rmtree(self.backup.backup_dir, ignore_errors=True)
+
+
+def backup_to_resume(framework) -> str | None:
+    """The backup ``trainer.fit`` continues from, when the front end's ``BackupAndRestore`` found one."""
+    for callback in framework:
+        if isinstance(callback, BackupAndRestore) and callback.path("torch").exists():
+            return str(callback.path("torch"))
+    return None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint files, written whole or not at all and read without running code.
+
+    Lightning stages a checkpoint in the system's temporary folder and moves it
+    into place, which is a copy, not an atomic rename, when that folder is on
+    another file system; here it is written beside its final name and renamed.
+    Reading always passes ``weights_only=True``: tensors and plain values only,
+    where an unrestricted unpickle would run whatever code the file holds.
+    """
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        atomic_write(path, lambda temporary: torch.save(checkpoint, temporary))
+
+    def load_checkpoint(self, path, map_location=lambda storage, loc: storage, weights_only=None):
+        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+
+
+@contextlib.contextmanager
+def interrupts_as_in_keras():
+    """Ctrl-C during ``trainer.fit`` raises ``KeyboardInterrupt``, as it does during Keras' ``fit``.
+
+    Lightning answers it with a graceful shutdown (the callbacks'
+    ``on_exception``, the loggers closed), then ``sys.exit(1)``, and leaves
+    Ctrl-C ignored for the rest of the process: in a notebook, no later cell
+    could be interrupted.  Here the ``KeyboardInterrupt`` goes on after the
+    shutdown, and Ctrl-C's handler is put back.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    except SystemExit as exit_:
+        if isinstance(exit_.__context__, KeyboardInterrupt):
+            raise exit_.__context__ from None
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, handler)
+
+
 def lightning_counterparts(framework) -> tuple:
-    """The front end's ``TensorBoard`` / ``ModelCheckpoint`` / ``EarlyStopping`` as Lightning's
-    logger and callbacks, set to Keras' semantics."""
+    """The front end's ``TensorBoard`` / ``ModelCheckpoint`` / ``EarlyStopping`` / ``TerminateOnNaN`` /
+    ``BackupAndRestore`` as Lightning's logger and callbacks, set to Keras' semantics."""
     from lightning.pytorch import callbacks as lightning_callbacks
     from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -153,6 +260,10 @@ def lightning_counterparts(framework) -> tuple:
         elif isinstance(callback, EarlyStopping):
             chosen.append(lightning_callbacks.EarlyStopping(
                 monitor=callback.monitor, mode="min", patience=callback.patience, min_delta=callback.min_delta))
+        elif isinstance(callback, TerminateOnNaN):
+            chosen.append(LightningTerminateOnNaN())
+        elif isinstance(callback, BackupAndRestore):
+            chosen.append(LightningBackupAndRestore(callback))
         else:
             raise DualBackendError(f"No Lightning counterpart for {type(callback).__name__}.")
     return logger, chosen
@@ -188,7 +299,7 @@ class TorchModel(Model):
         settings = {"logger": False, "enable_checkpointing": False, **settings}
         return L.Trainer(
             accelerator=self.device, devices=1, enable_progress_bar=False, enable_model_summary=False,
-            num_sanity_val_steps=0, **settings,
+            num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()], **settings,
         )
 
     def _is_pipeline(self, x) -> bool:
@@ -218,7 +329,7 @@ class TorchModel(Model):
         return 1 if self.device == "cpu" and not self.module.channels_first else None
 
     def _fit(self, *args):
-        with intra_op_threads(self.threads):
+        with intra_op_threads(self.threads), interrupts_as_in_keras():
             return self._fit_here(*args)
 
     def _fit_here(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch, framework):
@@ -234,7 +345,8 @@ class TorchModel(Model):
         if validation_data is not None and not self._is_pipeline(validation_data):
             val = self._batches(*validation_data, batch_size=batch_size)
         self.module.val_means.reset()
-        trainer.fit(self.module, train_dataloaders=train, val_dataloaders=val)
+        trainer.fit(self.module, train_dataloaders=train, val_dataloaders=val,
+                    ckpt_path=backup_to_resume(framework), weights_only=True)
         return dict(adapter.history)
 
     def _evaluate(self, x, y, batch_size):
@@ -280,14 +392,32 @@ class TorchModel(Model):
             "loss": self.loss, "metrics": self.metrics,
             "state_dict": {k: v.cpu() for k, v in self.module.state_dict().items()},
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.close(handle)
-        try:
-            torch.save(checkpoint, temporary)
-            os.replace(temporary, path)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
+        atomic_write(path, lambda temporary: torch.save(checkpoint, temporary))
+
+    def _read_backup(self, path) -> dict:
+        checkpoint = load_tensors(path, "a readable backup", fix="Delete it to start over.")
+        if not isinstance(checkpoint, dict) or "dual_backend" not in checkpoint:
+            raise DualBackendError(f"{path} is not a readable backup (no 'dual_backend' entry). "
+                                   "Delete it to start over.")
+        return checkpoint["dual_backend"]["record"]
+
+
+def load_tensors(path, what: str, fix: str = "Delete it, or save it again."):
+    """``torch.load`` with ``weights_only=True``: tensors and plain values, never code.
+
+    An unrestricted unpickle would run whatever a booby-trapped file asks for;
+    here such a file is refused, naming what it holds, with the other unreadable files.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL (\S+)", str(error))
+        raise DualBackendError(
+            f"{path} is not {what}: it holds Python objects that loading would run"
+            + (f" ({found.group(1)})" if found else "") + ", not only tensors and plain values, so it was "
+            "not loaded. Load only files written by dual-backend, or from sources you trust.") from None
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise DualBackendError(f"{path} is not {what} ({error}). {fix}") from None
 
 
 def build(program, recipe, options, device) -> TorchModel:
@@ -298,10 +428,7 @@ def build(program, recipe, options, device) -> TorchModel:
 def load(path, device) -> TorchModel:
     import dual_backend
 
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise DualBackendError(f"{path} is not a readable dual-backend torch checkpoint ({error}).") from None
+    checkpoint = load_tensors(path, "a readable dual-backend torch checkpoint")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != "dual-backend/torch/1":
         raise DualBackendError(f"{path} is not a dual-backend torch checkpoint (no 'format' entry).")
     model = dual_backend.build(checkpoint["lesson"], backend="torch", variant=checkpoint["variant"],
