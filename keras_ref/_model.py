@@ -49,7 +49,10 @@ def select_device(device: str) -> str:
 
 
 def seed(value: int) -> None:
+    """Seed Python, numpy and TensorFlow, and make TensorFlow's ops deterministic: two runs with
+    one seed then give the same weights (without op determinism some kernels may sum in any order)."""
     tf.keras.utils.set_random_seed(value)
+    tf.config.experimental.enable_op_determinism()
 
 
 class KerasCallbacks(tf.keras.callbacks.Callback):

@@ -54,7 +54,13 @@ def select_device(device: str) -> str:
 
 
 def seed(value: int) -> None:
+    """Seed Python, numpy and torch, and ask torch for deterministic kernels (what Lightning's
+    ``Trainer(deterministic=True)`` sets): two CPU runs with one seed give the same weights, bit for bit.
+    On a GPU a kernel without a deterministic version warns instead of failing."""
     L.seed_everything(value, workers=True, verbose=False)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS' condition for reproducible sums
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
 
 
 class TensorBatches:
