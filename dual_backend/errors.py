@@ -14,6 +14,14 @@ class DataError(DualBackendError):
     """A data set is missing, truncated, corrupted or of the wrong format."""
 
 
+def refused_code(path, what: str, detail: str = "") -> DualBackendError:
+    """The error for a file that would run Python code when read: a model, backup or data file
+    is tensors and plain values, and one that asks for more is not loaded at all."""
+    return DualBackendError(
+        f"{path} is not {what}: it asks to run Python code when loaded{detail}, so it was not loaded. "
+        "Load only files written by dual-backend, or from sources you trust.")
+
+
 class TrainingDiverged(DualBackendError):
     """The loss became NaN or infinite and training stopped there (Keras' TerminateOnNaN)."""
 

@@ -20,7 +20,7 @@ import tensorflow as tf  # noqa: E402
 
 from dual_backend.callbacks import (BackupAndRestore, EarlyStopping, ModelCheckpoint, TensorBoard,  # noqa: E402
                                     TerminateOnNaN)
-from dual_backend.errors import DualBackendError  # noqa: E402
+from dual_backend.errors import DualBackendError, refused_code  # noqa: E402
 from dual_backend.interrupts import atomic_write  # noqa: E402
 from dual_backend.model import Model, order_logs  # noqa: E402
 
@@ -254,6 +254,8 @@ class KerasModel(Model):
             with np.load(path, allow_pickle=False) as stored:
                 return json.loads(str(stored["record"]))
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+            if "pickled" in str(error):  # numpy refuses to unpickle with allow_pickle=False
+                raise refused_code(path, "a readable backup") from None
             raise DualBackendError(f"{path} is not a readable backup ({error}). Delete it to start over.") from None
 
 
@@ -265,16 +267,17 @@ def build(program, recipe, options, device) -> KerasModel:
 
 def load(path, device) -> KerasModel:
     select_device(device)
+    if Path(path).is_file() and not zipfile.is_zipfile(path):
+        # Keras would answer "File not found" for a truncated file.
+        raise DualBackendError(f"{path} is not a readable Keras model file: it is not a whole .keras (zip) "
+                               "archive, so it is truncated or corrupted. Save it again.")
     try:
         keras_model = tf.keras.models.load_model(path, safe_mode=True)
         with zipfile.ZipFile(path) as archive:
             metadata = json.loads(archive.read(METADATA)) if METADATA in archive.namelist() else {}
     except (OSError, ValueError, zipfile.BadZipFile) as error:
-        if "safe_mode" in str(error):
-            raise DualBackendError(
-                f"{path} holds Python code (a Lambda layer's function, say) that loading would run. Models are "
-                "loaded in Keras' safe mode, which refuses that: load only models saved by model.save here, "
-                "or rebuild the model in code and load its weights.") from None
+        if "safe_mode" in str(error):  # Keras' safe mode refused to deserialize code (a Lambda's function)
+            raise refused_code(path, "a model to load in Keras' safe mode", " (a Lambda layer's function)") from None
         raise DualBackendError(f"{path} is not a readable Keras model file ({error}).") from None
     return KerasModel(keras_model, metadata.get("lesson"), metadata.get("variant"),
                       metadata.get("options", {}), device)

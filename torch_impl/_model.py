@@ -26,7 +26,7 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 
 from dual_backend.callbacks import BackupAndRestore, EarlyStopping, ModelCheckpoint, TensorBoard, TerminateOnNaN
-from dual_backend.errors import DualBackendError
+from dual_backend.errors import DualBackendError, refused_code
 from dual_backend.interrupts import atomic_write
 from dual_backend.model import Model, order_logs
 
@@ -412,16 +412,13 @@ def load_tensors(path, what: str, fix: str = "Delete it, or save it again."):
     """``torch.load`` with ``weights_only=True``: tensors and plain values, never code.
 
     An unrestricted unpickle would run whatever a booby-trapped file asks for;
-    here such a file is refused, naming what it holds, with the other unreadable files.
+    here such a file is refused, naming the function it asks for.
     """
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r"GLOBAL (\S+)", str(error))
-        raise DualBackendError(
-            f"{path} is not {what}: it holds Python objects that loading would run"
-            + (f" ({found.group(1)})" if found else "") + ", not only tensors and plain values, so it was "
-            "not loaded. Load only files written by dual-backend, or from sources you trust.") from None
+        raise refused_code(path, what, f" ({found.group(1)})" if found else "") from None
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
         raise DualBackendError(f"{path} is not {what} ({error}). {fix}") from None
 
