@@ -225,7 +225,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 @contextlib.contextmanager
 def interrupts_as_in_keras():
-    """Ctrl-C during ``trainer.fit`` raises ``KeyboardInterrupt``, as it does during Keras' ``fit``.
+    """Ctrl-C during a Trainer's ``fit`` (or ``validate``, ``predict``) raises ``KeyboardInterrupt``, as it
+    does in Keras.
 
     Lightning answers it with a graceful shutdown (the callbacks'
     ``on_exception``, the loggers closed), then ``sys.exit(1)``, and leaves
@@ -357,12 +358,12 @@ class TorchModel(Model):
 
     def _evaluate(self, x, y, batch_size):
         batches = x if self._is_pipeline(x) else self._batches(x, y, batch_size)
-        with intra_op_threads(self.threads):
+        with intra_op_threads(self.threads), interrupts_as_in_keras():
             self._trainer().validate(self.module, batches, verbose=False)
         return self.module.val_means.compute()
 
     def _predict(self, x, batch_size):
-        with intra_op_threads(self.threads):
+        with intra_op_threads(self.threads), interrupts_as_in_keras():
             batches = self._trainer().predict(self.module, self._batches(x, batch_size=batch_size))
         return torch.cat(batches).cpu().numpy()
 
