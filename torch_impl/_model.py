@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import pickle
 import re
@@ -152,7 +153,7 @@ class LightningTerminateOnNaN(L.Callback):
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None and not torch.isfinite(loss).item():
+        if loss is not None and not math.isfinite(loss.detach().item()):
             print(f"Batch {batch_idx}: Invalid loss, terminating training")
             trainer.should_stop = True
 
