@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import importlib
 
-from dual_backend.callbacks import Callback, StopTraining
-from dual_backend.errors import DataError, DualBackendError
+from dual_backend.callbacks import BackupAndRestore, Callback, StopTraining, TerminateOnNaN
+from dual_backend.errors import DataError, DualBackendError, TrainingDiverged, TrainingInterrupted
 from dual_backend.lessons import LESSONS
 from dual_backend.model import History, Model, SpeedUps
 
@@ -86,5 +86,6 @@ def load_model(path, device: str = "auto") -> Model:
     return backend_package(backend).load(path, device)
 
 
-__all__ = ["BACKENDS", "Callback", "DataError", "DualBackendError", "History", "LESSONS", "Model",
-           "StopTraining", "build", "copy_weights", "load_model"]
+__all__ = ["BACKENDS", "BackupAndRestore", "Callback", "DataError", "DualBackendError", "History", "LESSONS",
+           "Model", "StopTraining", "TerminateOnNaN", "TrainingDiverged", "TrainingInterrupted", "build",
+           "copy_weights", "load_model"]

@@ -8,7 +8,12 @@ the front-end model, so ``self.model.stop_training = True`` works on both.
 
 from __future__ import annotations
 
+import json
+import math
 import time
+from pathlib import Path
+
+from dual_backend.errors import DualBackendError
 
 from dual_backend.errors import DualBackendError
 
@@ -136,6 +141,92 @@ class EarlyStopping(FrameworkCallback):
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
 
 
+class TerminateOnNaN(FrameworkCallback):
+    """Stop training at the first batch whose loss is NaN or infinite (Keras' ``TerminateOnNaN``;
+    on torch a Lightning callback that does the same, since Lightning has none).
+
+    Both print Keras' line, ``Batch 17: Invalid loss, terminating training``;
+    the epoch ends at that batch and its logs, loss NaN or inf, are the last of
+    the History.  ``Model.fit`` always adds one.
+    """
+
+
+BACKUP_FILES = {"keras": "last.npz", "torch": "last.ckpt"}
+
+
+class BackupAndRestore(FrameworkCallback):
+    """Keras' ``BackupAndRestore`` on both backends: an interrupted ``fit`` continues where it stopped.
+
+    After every finished epoch the training state goes to one file in
+    ``backup_dir``: ``last.npz`` on keras (the model's and the optimizer's
+    variables, which Keras' own callback saves) or ``last.ckpt`` on torch
+    (Lightning's checkpoint: weights, optimizer, loop counters, callbacks and
+    the random generator's state), with the epochs done and the History so far
+    inside.  The file is written beside its final name and renamed into place,
+    so an interrupt leaves the previous epoch's backup whole.  (Keras' own
+    callback writes the weights and the epoch number to two files, one after
+    the other; Lightning stages its checkpoints in the system's temporary
+    folder, which may be another file system.)
+
+    A ``fit`` given a ``BackupAndRestore`` whose folder holds a backup starts
+    from it, after its last epoch, and returns the History of every epoch; on
+    torch with a seed the result is bit for bit that of an uninterrupted fit.
+    A backup written by another model or run is refused with the settings
+    that differ: ``identity`` holds the run's own settings to check (``dual-backend
+    run`` gives its seed and profile), besides the model's lesson, variant and
+    options.
+
+    An epoch whose loss is not finite is not backed up, and then the backup of
+    the last good epoch is kept; otherwise it is deleted when ``fit`` finishes,
+    unless ``delete_checkpoint=False`` (as in Keras).
+    """
+
+    def __init__(self, backup_dir, delete_checkpoint: bool = True, identity: dict | None = None):
+        self.backup_dir = Path(backup_dir)
+        self.delete_checkpoint = delete_checkpoint
+        self.identity = dict(identity or {})
+        self.record = self.empty_record({})
+
+    @staticmethod
+    def empty_record(identity: dict) -> dict:
+        """What a backup holds beside the framework's state: plain numbers and strings (JSON)."""
+        return {"epochs": 0, "history": {}, "seconds_per_epoch": [], "identity": identity}
+
+    def path(self, backend: str) -> Path:
+        return self.backup_dir / BACKUP_FILES[backend]
+
+    def start(self, model) -> dict:
+        """Read the model's backup, if there is one, and check that this model and run wrote it.
+
+        Returns the record the backup holds (an empty one without a backup);
+        training then goes on from ``record["epochs"]``."""
+        identity = json.loads(json.dumps({"backend": model.backend, "lesson": model.lesson,
+                                          "variant": model.variant, "options": model.options, **self.identity}))
+        path = self.path(model.backend)
+        self.record = self.empty_record(identity)
+        if path.exists():
+            record = model._read_backup(path)
+            written = record.get("identity", {})
+            differing = [key for key in identity if written.get(key) != identity[key]]
+            if differing:
+                raise DualBackendError(
+                    f"{path} is the backup of another run ("
+                    + ", ".join(f"{key}={written.get(key)!r}" for key in differing) + "), not of this one ("
+                    + ", ".join(f"{key}={identity[key]!r}" for key in differing) + "). Continue it with "
+                    "the same settings, or delete it to start over.")
+            self.record = record
+        return json.loads(json.dumps(self.record))
+
+    def keep_epoch(self) -> bool:
+        """Whether the epoch just finished goes into the backup: not when its loss is NaN or infinite."""
+        losses = self.record["history"].get("loss")
+        return not losses or math.isfinite(losses[-1])
+
+    def delete_at_end(self) -> bool:
+        """Whether a finished ``fit`` deletes the backup: not when it stopped on a NaN loss."""
+        return self.delete_checkpoint and self.keep_epoch()
+
+
 class EpochTimer(Callback):
     """Wall-clock seconds of each epoch, validation included, as Keras' progress bar counts them."""
 
@@ -164,3 +255,19 @@ def as_callbacks(callbacks) -> list:
                 "dual_backend.Callback (on_epoch_end(self, epoch, logs)) and it runs on both backends."
             )
     return chosen
+
+
+class BackupRecorder(Callback):
+    """Keeps a :class:`BackupAndRestore`'s record of the History up to date, epoch by epoch,
+    before the backend writes the backup of that epoch."""
+
+    def __init__(self, backup: BackupAndRestore, timer: EpochTimer):
+        super().__init__()
+        self.backup, self.timer = backup, timer
+
+    def on_epoch_end(self, epoch, logs=None):
+        record = self.backup.record
+        record["epochs"] = epoch + 1
+        for key, value in (logs or {}).items():
+            record["history"].setdefault(key, []).append(float(value))
+        record["seconds_per_epoch"].append(self.timer.seconds[-1])

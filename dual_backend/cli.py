@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from dual_backend import BACKENDS, DEVICES, data, lessons
 from dual_backend.errors import DualBackendError
+from dual_backend.interrupts import sigterm_as_keyboard_interrupt
 from dual_backend.run import PROFILES
 
 
@@ -98,6 +100,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", default=None, help="folder holding fashion-mnist/, mnist/, ...")
     run.add_argument("--out", default=None, help="write <backend>/history.json and metrics.json here "
                                                  "(default: runs/<lesson>-<variant>)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run from its backup, OUT/<backend>/backup/ (same settings)")
     predict = commands.add_parser("predict", help="classify image files with a trained horse_or_human model")
     predict.add_argument("lesson", choices=["horse_or_human"], metavar="LESSON", help="horse_or_human")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
@@ -197,7 +201,8 @@ def _run(args) -> int:
         metrics = run_lesson(args.lesson, args.backend, variant=args.variant, epochs=args.epochs,
                              profile=args.profile, seed=args.seed, device=args.device, out=out,
                              options=dict(args.option), init_from=args.init_from, same_order=args.same_order,
-                             devices=args.devices, strategy=args.strategy, speedups=speedups(args))
+                             devices=args.devices, strategy=args.strategy, speedups=speedups(args),
+                             resume=args.resume)
         if "rank" in metrics:  # a DDP helper process: rank 0 prints
             return 0
         if lessons.get(args.lesson).kind == "convolution":
@@ -214,12 +219,27 @@ def _run(args) -> int:
     results = []
     for backend in BACKENDS:
         print(f"== {backend} backend", flush=True)
-        command = [sys.executable, "-m", "dual_backend.cli", *_argv_for(args, backend, out)]
-        if subprocess.run(command).returncode != 0:
-            return 1
+        code = _run_child([sys.executable, "-m", "dual_backend.cli", *_argv_for(args, backend, out)])
+        if code != 0:
+            return code if code in (130, 143) else 1
         results.append(json.loads((out / backend / "metrics.json").read_text()))
     _print_side_by_side(results)
     return 0
+
+
+def _run_child(command: list[str]) -> int:
+    """One backend's run in its own process, left to finish its own interrupt handling.
+
+    Ctrl-C reaches the child from the terminal as well; SIGTERM, sent to this
+    process alone, is passed on.  Either way the child writes its message and
+    keeps its backup, and its exit code is returned."""
+    child = subprocess.Popen(command)
+    try:
+        return child.wait()
+    except KeyboardInterrupt as interrupt:
+        if getattr(interrupt, "signal_name", "SIGINT") == "SIGTERM":
+            child.send_signal(signal.SIGTERM)
+        return child.wait()
 
 
 def _argv_for(args, backend: str, out: Path) -> list[str]:
@@ -234,6 +254,8 @@ def _argv_for(args, backend: str, out: Path) -> list[str]:
     if args.strategy != "auto":
         argv += ["--strategy", args.strategy]
     argv += speedups(args).flags()
+    if args.resume:
+        argv.append("--resume")
     for name, value in args.option:
         argv += ["--option", f"{name}={value!r}"]
     return argv
@@ -331,6 +353,24 @@ def _predict(args) -> int:
     return 0
 
 
+def _interrupted(interrupt: KeyboardInterrupt) -> int:
+    """What was kept and how to go on; exit code 128 + the signal's number, as a shell reports it
+    (SIGTERM anywhere in a command arrives as a KeyboardInterrupt too, saying so)."""
+    code = 143 if getattr(interrupt, "signal_name", "SIGINT") == "SIGTERM" else 130
+    if not getattr(interrupt, "epochs", 0):  # not in training: nothing to continue
+        print(f"\nInterrupted ({getattr(interrupt, 'cause', 'Ctrl-C')}).", file=sys.stderr)
+        return code
+    message = f"Interrupted ({interrupt.cause}) in epoch {interrupt.epoch} of {interrupt.epochs}. "
+    if interrupt.backup_path:
+        kept = interrupt.epochs_kept
+        message += (f"{interrupt.backup_path} holds the first {kept} epoch{'s' if kept > 1 else ''}: "
+                    "run the same command with --resume to continue from there.")
+    else:
+        message += "No epoch had finished, so nothing was kept."
+    print(f"\n{message}", file=sys.stderr)
+    return code
+
+
 def main(argv=None) -> int:
     top = parser()
     args = top.parse_args(argv)
@@ -345,23 +385,27 @@ def main(argv=None) -> int:
         return _bench(args, top)
     _check_names(args, top)
     try:
-        if getattr(args, "data_dir", None):
-            data.set_data_dir(args.data_dir)
-        if args.command == "parity":
-            return _parity(args)
-        if args.command == "summary":
-            import dual_backend
-
-            dual_backend.build(args.lesson, backend=args.backend, variant=args.variant, device=args.device,
-                               **dict(args.option)).summary()
-            return 0
-        return _run(args)
+        with sigterm_as_keyboard_interrupt():
+            return _lesson_command(args)
     except DualBackendError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        return _interrupted(interrupt)
+
+
+def _lesson_command(args) -> int:
+    if getattr(args, "data_dir", None):
+        data.set_data_dir(args.data_dir)
+    if args.command == "parity":
+        return _parity(args)
+    if args.command == "summary":
+        import dual_backend
+
+        dual_backend.build(args.lesson, backend=args.backend, variant=args.variant, device=args.device,
+                           **dict(args.option)).summary()
+        return 0
+    return _run(args)
 
 
 if __name__ == "__main__":

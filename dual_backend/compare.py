@@ -84,7 +84,7 @@ def run_one(run: Run, profile: str, device: str, epochs: int | None, same_start:
         run.folder.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "dual_backend.cli", "run", run.lesson, "--variant", run.variant,
                    "--backend", run.backend, "--seed", str(run.seed), "--profile", profile, "--device", device,
-                   "--out", str(run.folder)]
+                   "--out", str(run.folder), "--resume"]  # a retry continues an interrupted run
         if epochs is not None:
             command += ["--epochs", str(epochs)]
         if same_start:

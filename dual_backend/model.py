@@ -9,13 +9,16 @@ fill in the few methods that do (``_compile``, ``_fit``, ``_evaluate``,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from dual_backend import validation
-from dual_backend.callbacks import CallbackList, EpochTimer, FrameworkCallback, as_callbacks
-from dual_backend.errors import DualBackendError
+from dual_backend.callbacks import (BackupAndRestore, BackupRecorder, CallbackList, EpochTimer, FrameworkCallback,
+                                    TerminateOnNaN, as_callbacks)
+from dual_backend.errors import DualBackendError, TrainingInterrupted
+from dual_backend.interrupts import sigterm_as_keyboard_interrupt
 from dual_backend.progress import ProgressBar
 
 
@@ -27,6 +30,12 @@ class History:
     epoch: list[int]
     seconds_per_epoch: list[float] = field(default_factory=list)
     params: dict = field(default_factory=dict)
+
+    @property
+    def terminated_on_nan(self) -> bool:
+        """Whether training stopped because the loss became NaN or infinite (its last epoch's loss)."""
+        losses = self.history.get("loss")
+        return bool(losses) and not math.isfinite(losses[-1])
 
 
 PRECISIONS = ("float32", "bf16")
@@ -104,7 +113,14 @@ class Model:
         ``batch_order_seed`` ("same order"): instead of each framework shuffling
         with its own generator, both take the samples in the permutations that
         ``numpy.random.default_rng(batch_order_seed)`` draws, one per epoch, so
-        two backends see the very same batches."""
+        two backends see the very same batches.
+
+        What can go wrong, the same on both backends: a loss that becomes NaN
+        or infinite stops training at that batch (:class:`TerminateOnNaN`,
+        always on; ``History.terminated_on_nan`` says so).  Ctrl-C or SIGTERM
+        raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt``) saying
+        what was kept; with a :class:`BackupAndRestore` callback that is the
+        last finished epoch, and the next ``fit`` with it continues from there."""
         if self.loss is None:
             raise DualBackendError("The model must be compiled before fit: call model.compile(...) first.")
         batch_size = validation.integer_argument("batch_size", batch_size, minimum=1, default=32)
@@ -126,20 +142,53 @@ class Model:
             except DualBackendError as error:
                 raise DualBackendError(f"In validation_data: {error}") from None
         framework = [c for c in callbacks if isinstance(c, FrameworkCallback)]
+        if not any(isinstance(c, TerminateOnNaN) for c in framework):
+            framework.append(TerminateOnNaN())
+        backup = next((c for c in framework if isinstance(c, BackupAndRestore)), None)
+        restored = backup.start(self) if backup else BackupAndRestore.empty_record({})
         timer = EpochTimer()
         chosen = [timer, *([ProgressBar()] if verbose else []),
-                  *(c for c in callbacks if not isinstance(c, FrameworkCallback))]
-        callback_list = CallbackList(chosen, self, {"epochs": epochs, "steps": int(steps), "verbose": verbose})
+                  *(c for c in callbacks if not isinstance(c, FrameworkCallback)),
+                  *([BackupRecorder(backup, timer)] if backup else [])]
+        callback_list = CallbackList(chosen, self, {"epochs": int(epochs), "steps": int(steps), "verbose": verbose})
         self.stop_training = False
         if batch_order_seed is not None:
             if self._is_pipeline(x):
                 raise DualBackendError("batch_order_seed needs arrays: a pipeline decides its own order.")
             rng = np.random.default_rng(batch_order_seed)
-            shuffle = [rng.permutation(len(x)) for _ in range(epochs)]
-        logs = self._fit(x, y, epochs, batch_size, validation_data, callback_list, shuffle, steps_per_epoch,
-                         framework)
-        return History(history=logs, epoch=list(range(len(timer.seconds))), seconds_per_epoch=timer.seconds,
-                       params={"epochs": epochs, "steps": int(steps)})
+            # Drawn for every epoch, so that a resumed fit takes the permutations the rest would have taken.
+            shuffle = [rng.permutation(len(x)) for _ in range(int(epochs))][restored["epochs"]:]
+        try:
+            with sigterm_as_keyboard_interrupt():
+                logs = self._fit(x, y, int(epochs), int(batch_size), validation_data, callback_list, shuffle,
+                                 steps_per_epoch, framework)
+        except KeyboardInterrupt as interrupt:
+            raise self._interrupted(interrupt, backup, restored["epochs"] + len(timer.seconds) + 1,
+                                    int(epochs)) from None
+        keys = [*restored["history"], *(key for key in logs if key not in restored["history"])]
+        return History(history={key: restored["history"].get(key, []) + logs.get(key, []) for key in keys},
+                       epoch=list(range(restored["epochs"] + len(timer.seconds))),
+                       seconds_per_epoch=restored["seconds_per_epoch"] + timer.seconds,
+                       params={"epochs": int(epochs), "steps": int(steps)})
+
+    def _interrupted(self, interrupt: KeyboardInterrupt, backup: BackupAndRestore | None, epoch: int,
+                     epochs: int) -> TrainingInterrupted:
+        """The :class:`TrainingInterrupted` to raise: which signal, which epoch, what the backup holds."""
+        path = backup.path(self.backend) if backup else None
+        kept = self._read_backup(path)["epochs"] if path is not None and path.exists() else 0
+        error = TrainingInterrupted("", getattr(interrupt, "signal_name", "SIGINT"), min(epoch, epochs), epochs,
+                                    path if kept else None, kept)
+        message = f"Training was interrupted ({error.cause}) in epoch {error.epoch} of {epochs}. "
+        if kept:
+            message += (f"{path} holds the first {kept} epoch{'s' if kept > 1 else ''}: fit again with the same "
+                        "BackupAndRestore to continue from there.")
+        elif backup:
+            message += "No epoch had finished, so there is no backup to continue from."
+        else:
+            message += ("Nothing was kept: give fit a dual_backend.BackupAndRestore(folder) callback "
+                        "to be able to continue an interrupted fit.")
+        error.args = (message,)
+        return error
 
     def evaluate(self, x, y=None, batch_size: int | None = 32, verbose=0):
         """``[loss, metric, ...]`` in compile order, or the bare loss when compiled without metrics."""
@@ -212,6 +261,11 @@ class Model:
     def _evaluate(self, x, y, batch_size) -> dict: raise NotImplementedError
     def _predict(self, x, batch_size) -> np.ndarray: raise NotImplementedError
     def save(self, path) -> None: raise NotImplementedError
+
+    def _read_backup(self, path) -> dict:
+        """The record a :class:`BackupAndRestore` file holds (epochs, History, identity), read without
+        running anything from the file; ``DualBackendError`` when it is not a readable backup."""
+        raise NotImplementedError
 
 
 def format_summary(name: str, rows, total: int, trainable: int) -> str:

@@ -18,7 +18,8 @@ import numpy as np
 
 import dual_backend
 from dual_backend import data, lessons
-from dual_backend.callbacks import EarlyStopping, ModelCheckpoint, StopTraining, TensorBoard
+from dual_backend.callbacks import BackupAndRestore, EarlyStopping, ModelCheckpoint, StopTraining, TensorBoard
+from dual_backend.errors import DualBackendError, TrainingDiverged
 from dual_backend.lessons import Recipe
 from dual_backend.model import SpeedUps
 
@@ -136,7 +137,8 @@ def versions(backend: str) -> dict:
 def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: int | None = None,
                profile: str = "full", seed: int | None = None, device: str = "auto", out: Path | None = None,
                options: dict | None = None, verbose: int = 1, init_from: str | None = None,
-               same_order: bool = False, devices: int = 1, strategy: str = "auto", speedups=None) -> dict:
+               same_order: bool = False, resume: bool = False, devices: int = 1, strategy: str = "auto",
+               speedups=None) -> dict:
     """Train one lesson on one backend; returns (and writes under ``out/<backend>/``) its metrics,
     its History, the trained model and the lesson's figures.
 
@@ -144,6 +146,13 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
     model built with the same seed; ``same_order`` makes the batches come in the
     permutations the front end draws from the seed.  Together: the same run on
     two frameworks.
+
+    With ``out``, every finished epoch is backed up in ``out/<backend>/backup/``
+    (:class:`BackupAndRestore`), and the backup is deleted when the run ends.
+    An interrupted run (Ctrl-C, SIGTERM) leaves it there; ``resume=True``
+    continues from it, and without ``resume`` a run refuses to start over it.
+    A loss that becomes NaN or infinite raises :class:`TrainingDiverged`;
+    nothing is saved then, and the backup keeps the last good epoch.
 
     ``devices`` > 1 trains data-parallel (MirroredStrategy on keras, Lightning DDP
     on torch, whose extra processes run this same function: they return
@@ -171,19 +180,29 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
     order_seed = (seed or 0) if same_order else None
     epochs = recipe.profile_epochs(profile) if epochs is None else epochs
     callbacks = course_callbacks(recipe) + framework_callbacks(recipe, backend, folder)
+    backup = None
+    if folder is not None:
+        backup = BackupAndRestore(folder / "backup", identity={"profile": profile, "seed": seed,
+                                                               "init_from": init_from, "same_order": same_order})
+        check_backup(backup.path(backend), resume, verbose)
+        callbacks.append(backup)
     if recipe.dataset == "horse_or_human":
         prepared = None
         train, test_set = image_folders(recipe, backend, seed)
         history = model.fit(train, epochs=epochs, steps_per_epoch=recipe.steps_per_epoch(profile),
                             callbacks=callbacks, verbose=verbose)
-        test = dict(zip(model.log_keys, _as_list(model.evaluate(test_set))))
     else:
         prepared = prepare_data(recipe, profile)
         history = model.fit(prepared.x_train, prepared.y_train, epochs=epochs,
                             batch_size=recipe.lesson.batch_size, validation_data=prepared.validation_data,
                             callbacks=callbacks, verbose=verbose, batch_order_seed=order_seed)
-        if model.rank > 0:  # a DDP helper process: rank 0 evaluates, reports and saves
-            return {"rank": model.rank}
+    if model.rank > 0:  # a DDP helper process: rank 0 evaluates, reports and saves
+        return {"rank": model.rank}
+    if history.terminated_on_nan:
+        raise diverged(history, epochs, backup.path(backend) if backup else None)
+    if prepared is None:
+        test = dict(zip(model.log_keys, _as_list(model.evaluate(test_set))))
+    else:
         test = score(recipe, model, prepared)
     key, value = headline(recipe, test, history.history)
     predictions = show_predictions(recipe, model, prepared, verbose)
@@ -211,6 +230,24 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
                                                                      seed=seed)]
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def check_backup(path: Path, resume: bool, verbose) -> None:
+    """A backup is continued only when asked (``--resume``), and never silently overwritten."""
+    if path.exists() and not resume:
+        raise DualBackendError(f"{path} holds the backup of an interrupted run: continue it with --resume "
+                               f"(and the same settings), or delete {path.parent} to start over.")
+    if resume and not path.exists() and verbose:
+        print(f"Nothing to resume in {path.parent}: training from epoch 1.")
+
+
+def diverged(history, epochs: int, backup: Path | None) -> TrainingDiverged:
+    loss = history.history["loss"][-1]
+    kept = f"; {backup} still holds the epochs before" if backup is not None and backup.exists() else ""
+    return TrainingDiverged(
+        f"The loss became {loss} in epoch {len(history.epoch)} of {epochs}, and training stopped there "
+        f"(as Keras' TerminateOnNaN stops it). The model was not saved{kept}. Lower the learning rate, "
+        "or check the inputs' scale (pixel values divided by 255).")
 
 
 def show_predictions(recipe: Recipe, model, prepared: Prepared | None, verbose) -> dict | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -20,8 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from dual_backend.callbacks import EarlyStopping, ModelCheckpoint, TensorBoard  # noqa: E402
-from dual_backend.errors import DualBackendError  # noqa: E402
+from dual_backend.callbacks import (BackupAndRestore, EarlyStopping, ModelCheckpoint, TensorBoard,  # noqa: E402
+                                    TerminateOnNaN)
+from dual_backend.errors import DualBackendError, refused_code  # noqa: E402
+from dual_backend.interrupts import atomic_write  # noqa: E402
 from dual_backend.model import Model, order_logs  # noqa: E402
 
 METADATA = "dual_backend.json"  # stored beside Keras' own files inside the .keras zip
@@ -49,7 +50,10 @@ def select_device(device: str) -> str:
 
 
 def seed(value: int) -> None:
+    """Seed Python, numpy and TensorFlow, and make TensorFlow's ops deterministic: two runs with
+    one seed then give the same weights (without op determinism some kernels may sum in any order)."""
     tf.keras.utils.set_random_seed(value)
+    tf.config.experimental.enable_op_determinism()
 
 
 class KerasCallbacks(tf.keras.callbacks.Callback):
@@ -102,8 +106,65 @@ class OrderedBatches(tf.keras.utils.PyDataset):
         self.epoch += 1
 
 
+class KerasBackupAndRestore(tf.keras.callbacks.BackupAndRestore):
+    """Keras' ``BackupAndRestore``, writing one file whole: ``last.npz`` holds every variable of the
+    model and of its optimizer, and the front end's record (epochs done, History so far).
+
+    Keras' own callback writes ``latest.weights.h5`` and then
+    ``training_metadata.json``, each in place: an interrupt between the two
+    pairs epoch k+1's weights with epoch k's number (the resumed fit would
+    train epoch k+1 twice), and one during a write leaves a broken file.  The
+    variables are written as plain arrays, not with ``save_weights``, whose
+    25 ms would double the time of hello_world's one-step epochs; they are
+    read back with ``allow_pickle=False``.  Restoring goes Keras' way: the
+    variables are set at the start of ``fit``, which then starts at the next epoch.
+    """
+
+    def __init__(self, backup: BackupAndRestore):
+        super().__init__(str(backup.backup_dir), delete_checkpoint=backup.delete_checkpoint)
+        self.backup = backup
+        self.path = backup.path("keras")
+
+    def _variables(self) -> list:
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        return [*self.model.variables, *(optimizer.variables if optimizer is not None else [])]
+
+    def _load_model(self):
+        if not self.path.exists():
+            return
+        variables = self._variables()
+        with np.load(self.path, allow_pickle=False) as stored:
+            arrays = [stored[str(index)] for index in range(len(stored.files) - 1)]
+        if [tuple(a.shape) for a in arrays] != [tuple(v.shape) for v in variables]:
+            raise DualBackendError(f"{self.path} holds the variables of another model. Delete it to start over.")
+        for variable, array in zip(variables, arrays):
+            variable.assign(array)
+        self.model._initial_epoch = self.backup.record["epochs"]
+
+    def _save_model(self):
+        arrays = {str(index): np.asarray(variable) for index, variable in enumerate(self._variables())}
+        record = np.array(json.dumps(self.backup.record))
+        atomic_write(self.path, lambda temporary: np.savez(temporary, record=record, **arrays))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.backup.keep_epoch():
+            super().on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        self.model._initial_epoch = None  # Keras leaves it set, and a later fit would start there too
+        if self.backup.delete_at_end():
+            super().on_train_end(logs)
+
+
 def keras_callback(callback):
-    """The front end's ``TensorBoard`` / ``ModelCheckpoint`` / ``EarlyStopping`` as Keras' own."""
+    """The front end's ``TensorBoard`` / ``ModelCheckpoint`` / ``EarlyStopping`` / ``TerminateOnNaN`` /
+    ``BackupAndRestore`` as Keras' own."""
+    if isinstance(callback, TerminateOnNaN):
+        return tf.keras.callbacks.TerminateOnNaN()
+    if isinstance(callback, BackupAndRestore):
+        return KerasBackupAndRestore(callback)
     if isinstance(callback, TensorBoard):
         return tf.keras.callbacks.TensorBoard(callback.log_dir)
     if isinstance(callback, ModelCheckpoint):
@@ -183,17 +244,23 @@ class KerasModel(Model):
         path = Path(path)
         if path.suffix != ".keras":
             raise DualBackendError(f"keras models are saved as .keras files, got {path}.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
-        os.close(handle)
-        try:
+
+        def write(temporary):
             self.keras_model.save(temporary)
             with zipfile.ZipFile(temporary, "a") as archive:
                 archive.writestr(METADATA, json.dumps(
                     {"lesson": self.lesson, "variant": self.variant, "options": self.options}))
-            os.replace(temporary, path)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
+
+        atomic_write(path, write)
+
+    def _read_backup(self, path) -> dict:
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                return json.loads(str(stored["record"]))
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+            if "pickled" in str(error):  # numpy refuses to unpickle with allow_pickle=False
+                raise refused_code(path, "a readable backup") from None
+            raise DualBackendError(f"{path} is not a readable backup ({error}). Delete it to start over.") from None
 
 
 def mirrored_strategy(devices: int, device: str):
@@ -240,11 +307,17 @@ def build(program, recipe, options, device, devices=1, speedups=None) -> KerasMo
 
 def load(path, device) -> KerasModel:
     select_device(device)
+    if Path(path).is_file() and not zipfile.is_zipfile(path):
+        # Keras would answer "File not found" for a truncated file.
+        raise DualBackendError(f"{path} is not a readable Keras model file: it is not a whole .keras (zip) "
+                               "archive, so it is truncated or corrupted. Save it again.")
     try:
         keras_model = tf.keras.models.load_model(path, safe_mode=True)
         with zipfile.ZipFile(path) as archive:
             metadata = json.loads(archive.read(METADATA)) if METADATA in archive.namelist() else {}
     except (OSError, ValueError, zipfile.BadZipFile) as error:
+        if "safe_mode" in str(error):  # Keras' safe mode refused to deserialize code (a Lambda's function)
+            raise refused_code(path, "a model to load in Keras' safe mode", " (a Lambda layer's function)") from None
         raise DualBackendError(f"{path} is not a readable Keras model file ({error}).") from None
     return KerasModel(keras_model, metadata.get("lesson"), metadata.get("variant"),
                       metadata.get("options", {}), device)

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
-import tempfile
+import pickle
+import re
+import shutil
+import signal
+import threading
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -19,9 +24,11 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 
-from dual_backend.callbacks import EarlyStopping, ModelCheckpoint, TensorBoard
-from dual_backend.errors import DualBackendError
+from dual_backend.callbacks import BackupAndRestore, EarlyStopping, ModelCheckpoint, TensorBoard, TerminateOnNaN
+from dual_backend.errors import DualBackendError, refused_code
+from dual_backend.interrupts import atomic_write
 from dual_backend.model import Model, order_logs
 
 # Lightning announces the hardware on every Trainer; the front end prints its own lines.
@@ -50,7 +57,13 @@ def select_device(device: str) -> str:
 
 
 def seed(value: int) -> None:
+    """Seed Python, numpy and torch, and ask torch for deterministic kernels (what Lightning's
+    ``Trainer(deterministic=True)`` sets): two CPU runs with one seed give the same weights, bit for bit.
+    On a GPU a kernel without a deterministic version warns instead of failing."""
     L.seed_everything(value, workers=True, verbose=False)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS' condition for reproducible sums
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
 
 
 STEPS_PER_CHUNK = 32
@@ -189,9 +202,115 @@ class KerasCallbacks(L.Callback):
         self.callbacks.on_train_end({})
 
 
+class LightningTerminateOnNaN(L.Callback):
+    """Keras' ``TerminateOnNaN``, which Lightning lacks: stop when a batch's loss is NaN or infinite,
+    with Keras' words.
+
+    It reads the epoch's running loss sum (a NaN or infinite loss stays in it) once per
+    Lightning batch: every step when steps go one at a time, once per chunk of 32 on the
+    fast path (``TensorBatches``), so that the steps between need no host synchronisation;
+    training then stops at the end of the chunk holding the bad step."""
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        step = batch.last_step if isinstance(batch, StepChunk) else batch_idx
+        if module.train_means.seen and not math.isfinite(float(module.train_means.loss_sum)):
+            print(f"Batch {step}: Invalid loss, terminating training")
+            trainer.should_stop = True
+
+
+def random_state() -> dict:
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
+
+
+def set_random_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class LightningBackupAndRestore(L.Callback):
+    """The torch half of the front end's ``BackupAndRestore``: Lightning's own checkpoint of the whole
+    training state (weights, optimizer, loop counters, callbacks' states) after every finished
+    epoch, which ``trainer.fit(ckpt_path=...)`` continues from.
+
+    It adds what Lightning leaves out: the random generators' states, so that
+    the next epoch's batch order and dropout masks are those an uninterrupted
+    run would draw, and the front end's record (epochs done, History so far).
+    (Lightning's ``ModelCheckpoint(save_last=True)`` would also back up the
+    epoch whose loss went NaN.)
+    """
+
+    def __init__(self, backup: BackupAndRestore):
+        self.backup = backup
+
+    def on_train_epoch_end(self, trainer, module):
+        if self.backup.keep_epoch():
+            trainer.save_checkpoint(self.backup.path("torch"))  # whole or not at all: AtomicCheckpointIO
+
+    def on_save_checkpoint(self, trainer, module, checkpoint):
+        checkpoint["dual_backend"] = {"record": self.backup.record, "random_state": random_state()}
+
+    def on_load_checkpoint(self, trainer, module, checkpoint):
+        set_random_state(checkpoint["dual_backend"]["random_state"])
+
+    def on_train_end(self, trainer, module):
+        if self.backup.delete_at_end():
+            shutil.rmtree(self.backup.backup_dir, ignore_errors=True)
+
+
+def backup_to_resume(framework) -> str | None:
+    """The backup ``trainer.fit`` continues from, when the front end's ``BackupAndRestore`` found one."""
+    for callback in framework:
+        if isinstance(callback, BackupAndRestore) and callback.path("torch").exists():
+            return str(callback.path("torch"))
+    return None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint files, written whole or not at all and read without running code.
+
+    Lightning stages a checkpoint in the system's temporary folder and moves it
+    into place, which is a copy, not an atomic rename, when that folder is on
+    another file system; here it is written beside its final name and renamed.
+    Reading always passes ``weights_only=True``: tensors and plain values only,
+    where an unrestricted unpickle would run whatever code the file holds.
+    """
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        atomic_write(path, lambda temporary: torch.save(checkpoint, temporary))
+
+    def load_checkpoint(self, path, map_location=lambda storage, loc: storage, weights_only=None):
+        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+
+
+@contextlib.contextmanager
+def interrupts_as_in_keras():
+    """Ctrl-C during a Trainer's ``fit`` (or ``validate``, ``predict``) raises ``KeyboardInterrupt``, as it
+    does in Keras.
+
+    Lightning answers it with a graceful shutdown (the callbacks'
+    ``on_exception``, the loggers closed), then ``sys.exit(1)``, and leaves
+    Ctrl-C ignored for the rest of the process: in a notebook, no later cell
+    could be interrupted.  Here the ``KeyboardInterrupt`` goes on after the
+    shutdown, and Ctrl-C's handler is put back.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    except SystemExit as exit_:
+        if isinstance(exit_.__context__, KeyboardInterrupt):
+            raise exit_.__context__ from None
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, handler)
+
+
 def lightning_counterparts(framework) -> tuple:
-    """The front end's ``TensorBoard`` / ``ModelCheckpoint`` / ``EarlyStopping`` as Lightning's
-    logger and callbacks, set to Keras' semantics."""
+    """The front end's ``TensorBoard`` / ``ModelCheckpoint`` / ``EarlyStopping`` / ``TerminateOnNaN`` /
+    ``BackupAndRestore`` as Lightning's logger and callbacks, set to Keras' semantics."""
     from lightning.pytorch import callbacks as lightning_callbacks
     from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -209,6 +328,10 @@ def lightning_counterparts(framework) -> tuple:
         elif isinstance(callback, EarlyStopping):
             chosen.append(lightning_callbacks.EarlyStopping(
                 monitor=callback.monitor, mode="min", patience=callback.patience, min_delta=callback.min_delta))
+        elif isinstance(callback, TerminateOnNaN):
+            chosen.append(LightningTerminateOnNaN())
+        elif isinstance(callback, BackupAndRestore):
+            chosen.append(LightningBackupAndRestore(callback))
         else:
             raise DualBackendError(f"No Lightning counterpart for {type(callback).__name__}.")
     return logger, chosen
@@ -246,7 +369,7 @@ class TorchModel(Model):
         settings = {"logger": False, "enable_checkpointing": False, "devices": 1, "precision": precision, **settings}
         return L.Trainer(
             accelerator=self.device, enable_progress_bar=False, enable_model_summary=False,
-            num_sanity_val_steps=0, **settings,
+            num_sanity_val_steps=0, plugins=[AtomicCheckpointIO()], **settings,
         )
 
     def _scale_out(self) -> dict:
@@ -294,7 +417,7 @@ class TorchModel(Model):
         return 1 if self.device == "cpu" and not self.module.channels_first else None
 
     def _fit(self, *args):
-        with intra_op_threads(self.threads):
+        with intra_op_threads(self.threads), interrupts_as_in_keras():
             return self._fit_here(*args)
 
     def _fit_here(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch, framework):
@@ -317,18 +440,19 @@ class TorchModel(Model):
         if validation_data is not None and not self._is_pipeline(validation_data):
             val = self._batches(*validation_data, batch_size=batch_size)
         self.module.val_means.reset()
-        trainer.fit(self.module, train_dataloaders=train, val_dataloaders=val)
+        trainer.fit(self.module, train_dataloaders=train, val_dataloaders=val,
+                    ckpt_path=backup_to_resume(framework), weights_only=True)
         self.rank = trainer.global_rank
         return dict(adapter.history)
 
     def _evaluate(self, x, y, batch_size):
         batches = x if self._is_pipeline(x) else self._batches(x, y, batch_size)
-        with intra_op_threads(self.threads):
+        with intra_op_threads(self.threads), interrupts_as_in_keras():
             self._trainer().validate(self.module, batches, verbose=False)
         return self.module.val_means.compute()
 
     def _predict(self, x, batch_size):
-        with intra_op_threads(self.threads):
+        with intra_op_threads(self.threads), interrupts_as_in_keras():
             batches = self._trainer().predict(self.module, self._batches(x, batch_size=batch_size))
         return torch.cat(batches).cpu().numpy()
 
@@ -364,14 +488,29 @@ class TorchModel(Model):
             "loss": self.loss, "metrics": self.metrics,
             "state_dict": {k: v.cpu() for k, v in self.module.state_dict().items()},
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.close(handle)
-        try:
-            torch.save(checkpoint, temporary)
-            os.replace(temporary, path)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
+        atomic_write(path, lambda temporary: torch.save(checkpoint, temporary))
+
+    def _read_backup(self, path) -> dict:
+        checkpoint = load_tensors(path, "a readable backup", fix="Delete it to start over.")
+        if not isinstance(checkpoint, dict) or "dual_backend" not in checkpoint:
+            raise DualBackendError(f"{path} is not a readable backup (no 'dual_backend' entry). "
+                                   "Delete it to start over.")
+        return checkpoint["dual_backend"]["record"]
+
+
+def load_tensors(path, what: str, fix: str = "Delete it, or save it again."):
+    """``torch.load`` with ``weights_only=True``: tensors and plain values, never code.
+
+    An unrestricted unpickle would run whatever a booby-trapped file asks for;
+    here such a file is refused, naming the function it asks for.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL (\S+)", str(error))
+        raise refused_code(path, what, f" ({found.group(1)})" if found else "") from None
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise DualBackendError(f"{path} is not {what} ({error}). {fix}") from None
 
 
 def build(program, recipe, options, device, devices=1, speedups=None) -> TorchModel:
@@ -388,10 +527,7 @@ def build(program, recipe, options, device, devices=1, speedups=None) -> TorchMo
 def load(path, device) -> TorchModel:
     import dual_backend
 
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise DualBackendError(f"{path} is not a readable dual-backend torch checkpoint ({error}).") from None
+    checkpoint = load_tensors(path, "a readable dual-backend torch checkpoint")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != "dual-backend/torch/1":
         raise DualBackendError(f"{path} is not a dual-backend torch checkpoint (no 'format' entry).")
     model = dual_backend.build(checkpoint["lesson"], backend="torch", variant=checkpoint["variant"],
