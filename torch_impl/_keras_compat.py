@@ -597,11 +597,13 @@ class Sequential(L.LightningModule):
             optimizer.step()
             return
         optimizer = self.optimizers(use_pl_optimizer=False)
+        self.chunk_losses = []  # on the device; read only if the chunk's loss turns out NaN (TerminateOnNaN)
         for step in steps:
             loss = self._step(step, self.train_means)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            self.chunk_losses.append(loss.detach())
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, self.val_means)

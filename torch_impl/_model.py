@@ -212,10 +212,14 @@ class LightningTerminateOnNaN(L.Callback):
     training then stops at the end of the chunk holding the bad step."""
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        step = batch.last_step if isinstance(batch, StepChunk) else batch_idx
-        if module.train_means.seen and not math.isfinite(float(module.train_means.loss_sum)):
-            print(f"Batch {step}: Invalid loss, terminating training")
-            trainer.should_stop = True
+        if not module.train_means.seen or math.isfinite(float(module.train_means.loss_sum)):
+            return
+        step = batch_idx
+        if isinstance(batch, StepChunk):  # Keras names the first bad step: find it in the chunk
+            finite = torch.isfinite(torch.stack(module.chunk_losses))
+            step = batch.last_step - len(batch) + 1 + int((~finite).nonzero()[0, 0])
+        print(f"Batch {step}: Invalid loss, terminating training")
+        trainer.should_stop = True
 
 
 def random_state() -> dict:
