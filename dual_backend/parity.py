@@ -75,20 +75,24 @@ def max_difference(first, second) -> float:
 
 
 class StepLosses(Callback):
-    """Each step's own loss, recovered from the running epoch mean both backends report."""
+    """Each step's own loss, recovered from the running epoch mean both backends report
+    (the mean starts again with each epoch)."""
 
     def __init__(self):
         super().__init__()
-        self.means: list[float] = []
+        self.epochs: list[list[float]] = []
 
     def on_train_batch_end(self, batch, logs=None):
-        self.means.append(float(logs["loss"]))
+        if batch == 0 or not self.epochs:
+            self.epochs.append([])
+        self.epochs[-1].append(float(logs["loss"]))
 
     def losses(self) -> list[float]:
-        means = np.asarray(self.means)
-        steps = np.arange(1, len(means) + 1)
-        totals = means * steps
-        return list(np.diff(totals, prepend=0.0))
+        found = []
+        for means in map(np.asarray, self.epochs):
+            totals = means * np.arange(1, len(means) + 1)
+            found.extend(np.diff(totals, prepend=0.0))
+        return found
 
 
 def sample_data(recipe, count: int):
