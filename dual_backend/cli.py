@@ -74,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
                      help="start from the initial weights of this backend's model (same seed): same start")
     run.add_argument("--same-order", action="store_true",
                      help="both backends take the batches in one permutation drawn from the seed")
+    run.add_argument("--float64", action="store_true",
+                     help="build, train and evaluate in float64 (with --init-from and --same-order: "
+                          "the same run on both backends, without float32's rounding)")
     run.add_argument("--data-dir", default=None, help="folder holding fashion-mnist/, mnist/, ...")
     run.add_argument("--out", default=None, help="write <backend>/history.json and metrics.json here "
                                                  "(default: runs/<lesson>-<variant>)")
@@ -102,6 +105,7 @@ def parser() -> argparse.ArgumentParser:
     parity.add_argument("--optimizer", action="append", choices=["adam", "sgd", "rmsprop"], default=None,
                         help="the optimizers of the one-step check (default: the lesson's own; repeatable)")
     parity.add_argument("--seed", type=int, default=0)
+    parity.add_argument("--float64", action="store_true", help="every check in float64 on both backends")
     parity.add_argument("--data-dir", default=None, help="folder holding fashion-mnist/, mnist/, ...")
     summary = lesson_command("summary", "print the Keras-style model summary")
     summary.add_argument("--backend", choices=list(BACKENDS), default="keras")
@@ -161,7 +165,8 @@ def _run(args) -> int:
     if args.backend != "both":
         metrics = run_lesson(args.lesson, args.backend, variant=args.variant, epochs=args.epochs,
                              profile=args.profile, seed=args.seed, device=args.device, out=out,
-                             options=dict(args.option), init_from=args.init_from, same_order=args.same_order)
+                             options=dict(args.option), init_from=args.init_from, same_order=args.same_order,
+                             precision="float64" if args.float64 else None)
         if lessons.get(args.lesson).kind == "convolution":
             from dual_backend import convolution
 
@@ -193,6 +198,8 @@ def _argv_for(args, backend: str, out: Path) -> list[str]:
             argv += [flag, str(value)]
     if args.same_order:
         argv.append("--same-order")
+    if args.float64:
+        argv.append("--float64")
     for name, value in args.option:
         argv += ["--option", f"{name}={value!r}"]
     return argv
@@ -220,10 +227,13 @@ def _compare(args, top) -> int:
 def _parity(args) -> int:
     """One line per check with its measured maximum difference; exit 1 when one exceeds its tolerance."""
     from dual_backend import parity
+    from dual_backend.precision import using
 
-    found = parity.checks(args.lesson, args.variant, steps=args.steps, seed=args.seed,
-                          optimizers=args.optimizer)
-    print(f"parity of {args.lesson} ({args.variant or 'default'}), keras and torch on the CPU, float32")
+    precision = "float64" if args.float64 else "float32"
+    with using(precision, BACKENDS):
+        found = parity.checks(args.lesson, args.variant, steps=args.steps, seed=args.seed,
+                              optimizers=args.optimizer)
+    print(f"parity of {args.lesson} ({args.variant or 'default'}), keras and torch on the CPU, {precision}")
     for check in found:
         print(check.line())
     failed = [check for check in found if not check.passed]

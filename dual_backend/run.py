@@ -19,6 +19,7 @@ import dual_backend
 from dual_backend import data, lessons
 from dual_backend.callbacks import EarlyStopping, ModelCheckpoint, StopTraining, TensorBoard
 from dual_backend.lessons import Recipe
+from dual_backend.precision import floatx, using
 
 PROFILES = ("quick", "full")
 
@@ -134,14 +135,19 @@ def versions(backend: str) -> dict:
 def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: int | None = None,
                profile: str = "full", seed: int | None = None, device: str = "auto", out: Path | None = None,
                options: dict | None = None, verbose: int = 1, init_from: str | None = None,
-               same_order: bool = False) -> dict:
+               same_order: bool = False, precision: str | None = None) -> dict:
     """Train one lesson on one backend; returns (and writes under ``out/<backend>/``) its metrics,
     its History, the trained model and the lesson's figures.
 
     ``init_from="keras"`` starts the model from the initial weights of the keras
     model built with the same seed; ``same_order`` makes the batches come in the
     permutations the front end draws from the seed.  Together: the same run on
-    two frameworks."""
+    two frameworks.  ``precision="float64"`` builds, trains and evaluates in float64 on
+    both (``dual_backend.precision``)."""
+    if precision is not None and precision != floatx():
+        with using(precision, [backend, *([init_from] if init_from else [])]):
+            return run_lesson(lesson, backend, variant, epochs, profile, seed, device, out, options, verbose,
+                              init_from, same_order)
     recipe = lessons.recipe(lesson, variant)
     if recipe.lesson.kind == "convolution":
         from dual_backend import convolution
@@ -179,7 +185,7 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
     metrics = {
         "lesson": lesson, "variant": recipe.variant_name, "backend": backend, "device": model.device,
         "profile": profile, "seed": seed, "options": model.options,
-        "init_from": init_from, "same_order": same_order,
+        "init_from": init_from, "same_order": same_order, "precision": floatx(),
         "epochs": epochs, "epochs_run": len(history.epoch), "params": model.count_params(),
         "seconds_per_epoch": history.seconds_per_epoch, "test": test,
         "final_training": {k: v[-1] for k, v in history.history.items()} if history.epoch else {},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dual_backend import precision
 from dual_backend.errors import DualBackendError
 
 LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
@@ -42,7 +43,8 @@ def optimizer_name(optimizer) -> str:
 
 
 def as_inputs(x, input_shape: tuple) -> np.ndarray:
-    """``x`` as a float32 array shaped for a model whose input is ``(None, *input_shape)``.
+    """``x`` as a float array (float32, or ``precision.floatx()``) shaped for a model whose input is
+    ``(None, *input_shape)``.
 
     A 1-D ``x`` for a model of one input feature is taken as one feature per
     sample, as Keras 2 did for the course's ``model.predict([10.0])``.
@@ -62,7 +64,7 @@ def as_inputs(x, input_shape: tuple) -> np.ndarray:
         )
     if len(array) == 0:
         raise DualBackendError("The inputs are empty (0 samples): nothing to train or predict on.")
-    return array.astype(np.float32, copy=False)
+    return array.astype(precision.dtype(), copy=False)
 
 
 def as_targets(y, n_samples: int, loss: str, output_shape: tuple, batch_size: int) -> np.ndarray:
@@ -81,15 +83,15 @@ def as_targets(y, n_samples: int, loss: str, output_shape: tuple, batch_size: in
     if loss == "binary_crossentropy":
         if set(np.unique(labels).tolist()) - {0, 1}:
             raise DualBackendError("binary_crossentropy needs labels 0 and 1, got other values.")
-        return labels.reshape(-1, 1).astype(np.float32)
+        return labels.reshape(-1, 1).astype(precision.dtype())
     if loss == "mean_squared_error":
-        targets = labels.astype(np.float32).reshape(len(labels), -1)
+        targets = labels.astype(precision.dtype()).reshape(len(labels), -1)
         if targets.shape[1] != output_shape[-1]:
             raise DualBackendError(
                 f"Targets of shape {labels.shape} do not match the model's output of shape {output_shape}."
             )
         return targets
-    return labels.astype(np.float32)
+    return labels.astype(precision.dtype())
 
 
 def _sparse_labels(labels: np.ndarray, output_shape: tuple, batch: int) -> np.ndarray:

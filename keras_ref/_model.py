@@ -51,6 +51,14 @@ def seed(value: int) -> None:
     tf.keras.utils.set_random_seed(value)
 
 
+def set_floatx(name: str) -> None:
+    """Keras' own switch: the variables, optimizer slots, losses and metrics created after it.
+    The dtype policy too: Keras fixes it from floatx when the first layer is built, and
+    layers follow the policy, not floatx."""
+    tf.keras.config.set_floatx(name)
+    tf.keras.config.set_dtype_policy(name)
+
+
 class KerasCallbacks(tf.keras.callbacks.Callback):
     """Runs the front end's Keras-style callbacks from Keras' own hooks."""
 

@@ -80,7 +80,7 @@ class Layer(nn.Module):
             raise validation.DualBackendError(
                 f"{self.keras_type} holds {len(tensors)} weight arrays, got {len(arrays)}.")
         for index, (tensor, array) in enumerate(zip(tensors, arrays)):
-            converted = self.from_keras(index, np.asarray(array, dtype=np.float32))
+            converted = self.from_keras(index, np.asarray(array, dtype=_numpy_dtype(tensor)))
             if tuple(converted.shape) != tuple(tensor.shape):
                 raise validation.DualBackendError(
                     f"{self.keras_type} weight {index} has shape {tuple(tensor.shape)} here, "
@@ -92,6 +92,10 @@ class Layer(nn.Module):
 
     def from_keras(self, index: int, array):
         return array
+
+
+def _numpy_dtype(tensor) -> np.dtype:
+    return np.float64 if tensor.dtype == torch.float64 else np.float32
 
 
 class Flatten(Layer):
