@@ -97,6 +97,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--strategy", choices=["auto", "ddp", "mirrored"], default="auto",
                      help="ddp: Lightning DDP (torch); mirrored: tf.distribute.MirroredStrategy (keras)")
     add_speedup_flags(run)
+    run.add_argument("--float64", action="store_true",
+                     help="build, train and evaluate in float64 (with --init-from and --same-order: "
+                          "the same run on both backends, without float32's rounding)")
     run.add_argument("--data-dir", default=None, help="folder holding fashion-mnist/, mnist/, ...")
     run.add_argument("--out", default=None, help="write <backend>/history.json and metrics.json here "
                                                  "(default: runs/<lesson>-<variant>)")
@@ -127,6 +130,7 @@ def parser() -> argparse.ArgumentParser:
     parity.add_argument("--optimizer", action="append", choices=["adam", "sgd", "rmsprop"], default=None,
                         help="the optimizers of the one-step check (default: the lesson's own; repeatable)")
     parity.add_argument("--seed", type=int, default=0)
+    parity.add_argument("--float64", action="store_true", help="every check in float64 on both backends")
     parity.add_argument("--data-dir", default=None, help="folder holding fashion-mnist/, mnist/, ...")
     bench = commands.add_parser("bench", help="seconds per epoch: keras, torch, Keras-on-torch, a plain torch loop")
     bench.add_argument("lesson", choices=["all", *lessons.LESSONS], metavar="LESSON|all")
@@ -202,7 +206,7 @@ def _run(args) -> int:
                              profile=args.profile, seed=args.seed, device=args.device, out=out,
                              options=dict(args.option), init_from=args.init_from, same_order=args.same_order,
                              devices=args.devices, strategy=args.strategy, speedups=speedups(args),
-                             resume=args.resume)
+                             resume=args.resume, precision="float64" if args.float64 else None)
         if "rank" in metrics:  # a DDP helper process: rank 0 prints
             return 0
         if lessons.get(args.lesson).kind == "convolution":
@@ -256,6 +260,8 @@ def _argv_for(args, backend: str, out: Path) -> list[str]:
     argv += speedups(args).flags()
     if args.resume:
         argv.append("--resume")
+    if args.float64:
+        argv.append("--float64")
     for name, value in args.option:
         argv += ["--option", f"{name}={value!r}"]
     return argv
@@ -316,10 +322,13 @@ def _bench(args, top) -> int:
 def _parity(args) -> int:
     """One line per check with its measured maximum difference; exit 1 when one exceeds its tolerance."""
     from dual_backend import parity
+    from dual_backend.precision import using
 
-    found = parity.checks(args.lesson, args.variant, steps=args.steps, seed=args.seed,
-                          optimizers=args.optimizer)
-    print(f"parity of {args.lesson} ({args.variant or 'default'}), keras and torch on the CPU, float32")
+    precision = "float64" if args.float64 else "float32"
+    with using(precision, BACKENDS):
+        found = parity.checks(args.lesson, args.variant, steps=args.steps, seed=args.seed,
+                              optimizers=args.optimizer)
+    print(f"parity of {args.lesson} ({args.variant or 'default'}), keras and torch on the CPU, {precision}")
     for check in found:
         print(check.line())
     failed = [check for check in found if not check.passed]

@@ -22,6 +22,7 @@ from dual_backend.callbacks import BackupAndRestore, EarlyStopping, ModelCheckpo
 from dual_backend.errors import DualBackendError, TrainingDiverged
 from dual_backend.lessons import Recipe
 from dual_backend.model import SpeedUps
+from dual_backend.precision import floatx, using
 
 PROFILES = ("quick", "full")
 
@@ -138,7 +139,7 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
                profile: str = "full", seed: int | None = None, device: str = "auto", out: Path | None = None,
                options: dict | None = None, verbose: int = 1, init_from: str | None = None,
                same_order: bool = False, resume: bool = False, devices: int = 1, strategy: str = "auto",
-               speedups=None) -> dict:
+               speedups=None, precision: str | None = None) -> dict:
     """Train one lesson on one backend; returns (and writes under ``out/<backend>/``) its metrics,
     its History, the trained model and the lesson's figures.
 
@@ -157,7 +158,16 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
     ``devices`` > 1 trains data-parallel (MirroredStrategy on keras, Lightning DDP
     on torch, whose extra processes run this same function: they return
     ``{"rank": r}`` after ``fit`` and write nothing).  ``speedups``
-    (:class:`dual_backend.model.SpeedUps`): bf16, compiling, channels-last; off by default."""
+    (:class:`dual_backend.model.SpeedUps`): bf16, compiling, channels-last; off by default.
+
+    ``precision="float64"`` builds, trains and evaluates in float64 on both
+    (``dual_backend.precision``)."""
+    if precision is not None and precision != floatx():
+        with using(precision, [backend, *([init_from] if init_from else [])]):
+            return run_lesson(lesson, backend, variant=variant, epochs=epochs, profile=profile, seed=seed,
+                              device=device, out=out, options=options, verbose=verbose, init_from=init_from,
+                              same_order=same_order, resume=resume, devices=devices, strategy=strategy,
+                              speedups=speedups)
     recipe = lessons.recipe(lesson, variant)
     if recipe.lesson.kind == "convolution":
         from dual_backend import convolution
@@ -211,7 +221,7 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
         "lesson": lesson, "variant": recipe.variant_name, "backend": backend, "device": model.device,
         "profile": profile, "seed": seed, "options": model.options,
         "init_from": init_from, "same_order": same_order, "devices": devices,
-        "speedups": dataclasses.asdict(speedups),
+        "speedups": dataclasses.asdict(speedups), "precision": floatx(),
         "epochs": epochs, "epochs_run": len(history.epoch), "params": model.count_params(),
         "seconds_per_epoch": history.seconds_per_epoch, "test": test,
         "final_training": {k: v[-1] for k, v in history.history.items()} if history.epoch else {},

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dual_backend import precision
 from dual_backend.errors import DualBackendError
 
 LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
@@ -138,7 +139,8 @@ def _reshape_hint(shape: tuple, input_shape: tuple) -> str:
 
 
 def as_inputs(x, input_shape: tuple, pipeline_accepted: bool = False) -> np.ndarray:
-    """``x`` as a float32 array shaped for a model whose input is ``(None, *input_shape)``.
+    """``x`` as a float array (float32, or ``precision.floatx()``) shaped for a model whose input is
+    ``(None, *input_shape)``.
 
     A 1-D ``x`` for a model of one input feature is taken as one feature per
     sample, as Keras 2 did for the course's ``model.predict([10.0])``.
@@ -156,7 +158,7 @@ def as_inputs(x, input_shape: tuple, pipeline_accepted: bool = False) -> np.ndar
     if len(array) == 0:
         raise DualBackendError("The inputs are empty (0 samples): nothing to train or predict on.")
     with np.errstate(over="ignore"):  # _finite names what overflowed
-        inputs = array.astype(np.float32, copy=False)
+        inputs = array.astype(precision.dtype(), copy=False)
     _finite(inputs, array, "The inputs", "the model would learn from NaN and predict NaN")
     return inputs
 
@@ -176,7 +178,7 @@ def as_targets(y, n_samples: int, loss: str, output_shape: tuple, batch_size: in
     batch = min(batch_size, n_samples)
     if loss == "sparse_categorical_crossentropy":
         return _sparse_labels(labels, output_shape, batch)
-    targets = labels.astype(np.float32).reshape(len(labels), -1)
+    targets = labels.astype(precision.dtype()).reshape(len(labels), -1)
     if loss == "categorical_crossentropy" and (labels.ndim != 2 or targets.shape[1] != output_shape[-1]):
         raise DualBackendError(
             f"categorical_crossentropy needs one-hot labels of shape ({n_samples}, {output_shape[-1]}), one "

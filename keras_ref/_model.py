@@ -56,6 +56,14 @@ def seed(value: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def set_floatx(name: str) -> None:
+    """Keras' own switch: the variables, optimizer slots, losses and metrics created after it.
+    The dtype policy too: Keras fixes it from floatx when the first layer is built, and
+    layers follow the policy, not floatx."""
+    tf.keras.config.set_floatx(name)
+    tf.keras.config.set_dtype_policy(name)
+
+
 class KerasCallbacks(tf.keras.callbacks.Callback):
     """Runs the front end's Keras-style callbacks from Keras' own hooks."""
 
@@ -88,22 +96,25 @@ class KerasBatchCallbacks(KerasCallbacks):
 
 
 class OrderedBatches(tf.keras.utils.PyDataset):
-    """Batches in given permutations, one per epoch (the front end's ``batch_order_seed``)."""
+    """Batches in given permutations, one per epoch (the front end's ``batch_order_seed``).
 
-    def __init__(self, x, y, batch_size, orders):
+    All epochs' batches in one sequence, read with ``steps_per_epoch``: Keras then keeps
+    one iterator across epochs, so a batch's epoch is its index.  Counting epochs with
+    ``on_epoch_end`` does not work: Keras calls it once before the first epoch (which
+    trained epochs 0, 1, 2 on permutations 1, 2, 2), and tf.data may prefetch the next
+    epoch's first batches before the current epoch's ``on_epoch_end``."""
+
+    def __init__(self, x, y, batch_size, orders, steps):
         super().__init__()
-        self.x, self.y, self.batch_size, self.orders, self.epoch = x, y, batch_size, orders, 0
+        self.x, self.y, self.batch_size, self.orders, self.steps = x, y, batch_size, orders, steps
 
     def __len__(self):
-        return -(-len(self.x) // self.batch_size)
+        return len(self.orders) * self.steps
 
     def __getitem__(self, index):
-        order = self.orders[min(self.epoch, len(self.orders) - 1)]
-        chosen = order[index * self.batch_size:(index + 1) * self.batch_size]
+        epoch, batch = divmod(index, self.steps)
+        chosen = self.orders[epoch][batch * self.batch_size:(batch + 1) * self.batch_size]
         return self.x[chosen], self.y[chosen]
-
-    def on_epoch_end(self):
-        self.epoch += 1
 
 
 class KerasBackupAndRestore(tf.keras.callbacks.BackupAndRestore):
@@ -201,7 +212,8 @@ class KerasModel(Model):
     def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch, framework):
         adapter = (KerasBatchCallbacks if callbacks.wants_batches else KerasCallbacks)(callbacks, self)
         if isinstance(shuffle, list):  # the front end's permutations, one per epoch
-            x, y, shuffle = OrderedBatches(x, y, batch_size, shuffle), None, False
+            steps_per_epoch = min(steps_per_epoch or len(x), -(-len(x) // batch_size))
+            x, y, shuffle = OrderedBatches(x, y, batch_size, shuffle, steps_per_epoch), None, False
         pipeline = self._is_pipeline(x) or isinstance(x, OrderedBatches)
         history = self.keras_model.fit(x, y, epochs=epochs, batch_size=None if pipeline else batch_size,
                                        validation_data=validation_data, steps_per_epoch=steps_per_epoch,

@@ -69,6 +69,11 @@ def seed(value: int) -> None:
 STEPS_PER_CHUNK = 32
 
 
+def set_floatx(name: str) -> None:
+    """torch's default dtype: the parameters, buffers and optimizer slots created after it."""
+    torch.set_default_dtype(getattr(torch, name))
+
+
 class TensorBatches:
     """Batches sliced from whole tensors, in a new random order every epoch.
 
