@@ -257,8 +257,10 @@ _register(Lesson(
                              full=Range(0.87, 0.90)),
         "no_normalization": Variant("raw 0-255 pixels, no scaling by 1/255", scale=1.0,
                                     full=Range(0.70, 0.88),
-                                    # measured, seeds 0-1: keras 0.676-0.694, torch 0.659-0.667
-                                    quick=Range(0.55, 0.85)),
+                                    # measured, seeds 0-1: keras 0.731, 0.647 (with TensorFlow's op
+                                    # determinism), torch 0.663, 0.671: raw pixels make Adam's first
+                                    # steps huge, and a seed moves the quick run by ±0.04 on either backend
+                                    quick=Range(0.55, 0.85), tolerance=0.1),
         "mnist": Variant("the same model on MNIST digits, width 512 (seed: 0.9776)", dataset="mnist",
                          options={"hidden_units": 512}, params=407_050,
                          full=Range(0.97, 0.99), quick=Range(0.92, 0.97)),

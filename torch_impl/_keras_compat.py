@@ -597,20 +597,21 @@ class Sequential(L.LightningModule):
         Optimization is manual (``automatic_optimization = False``) so that one
         Lightning batch can carry several steps.  A single batch takes Lightning's
         own zero_grad / ``manual_backward`` / ``step`` (what DDP and callbacks need).
-        A chunk only comes on one device without loss scaling, where those wrappers
-        add nothing but hooks this project does not use (``on_before_backward``,
-        ``on_after_backward``, ``on_before_optimizer_step``) at ~15 % of a Dense
-        step: each of its steps calls torch directly.
+        A chunk only comes on one device without loss scaling, where
+        ``manual_backward`` adds nothing but hooks this project does not use
+        (``on_before_backward``, ``on_after_backward``) at ~10 % of a Dense step:
+        its steps call ``loss.backward()`` directly, and still step through
+        Lightning's optimizer wrapper, which counts the steps (``global_step``,
+        which checkpoints go by).
         """
         steps = getattr(batch, "batches", None)
+        optimizer = self.optimizers()
         if steps is None:
-            optimizer = self.optimizers()
             loss = self._step(batch, self.train_means)
             optimizer.zero_grad()
             self.manual_backward(loss)
             optimizer.step()
             return
-        optimizer = self.optimizers(use_pl_optimizer=False)
         self.chunk_losses = []  # on the device; read only if the chunk's loss turns out NaN (TerminateOnNaN)
         for step in steps:
             loss = self._step(step, self.train_means)
