@@ -153,6 +153,8 @@ def parser() -> argparse.ArgumentParser:
 
 def _check_names(args, top: argparse.ArgumentParser) -> None:
     """Unknown variants and options get the valid ones listed, and exit code 2, like argparse's own errors."""
+    if getattr(args, "float64", False) and getattr(args, "precision", "float32") != "float32":
+        top.error("--float64 and --precision bf16 ask for two different precisions: choose one")
     try:
         recipe = lessons.recipe(args.lesson, args.variant)
         recipe.model_options(dict(args.option))
