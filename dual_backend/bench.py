@@ -123,7 +123,7 @@ def _measure_keras_on_torch(recipe, epochs, device, profile, seed) -> dict:
     keras.utils.set_random_seed(seed)
     model = program.build_model(input_shape=recipe.lesson.input_shape, **recipe.model_options({}))
     prepared = prepare_data(recipe, profile)
-    timer = _KerasEpochTimer(keras)
+    timer = keras_epoch_timer(keras)
     model.fit(prepared.x_train, prepared.y_train, epochs=epochs, batch_size=recipe.lesson.batch_size,
               validation_data=prepared.validation_data, steps_per_epoch=recipe.steps_per_epoch(profile),
               callbacks=[timer], verbose=0)
@@ -134,7 +134,9 @@ def _measure_keras_on_torch(recipe, epochs, device, profile, seed) -> dict:
                    "gpu" if torch.cuda.is_available() else "cpu")
 
 
-def _KerasEpochTimer(keras):
+def keras_epoch_timer(keras):
+    """A Keras callback recording each epoch's seconds (Keras is imported by the caller)."""
+
     class EpochTimer(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
@@ -181,7 +183,7 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dic
 
     def train_epoch(batches):
         module.train()
-        loss_sum = correct = torch.zeros((), device=torch_device)
+        correct = torch.zeros((), device=torch_device)
         for x, y in batches:
             with autocast:
                 logits = module.step_logits(x)
@@ -189,7 +191,6 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dic
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            loss_sum = loss_sum + loss.detach() * len(x)
             correct = correct + compat.correct_predictions(loss_name, logits, y)
         return float(correct)  # one host synchronisation per epoch
 

@@ -260,20 +260,13 @@ def test_one_callback_not_in_a_list_is_taken_as_keras_takes_it(backend):
 
 # ---------------------------------------------------------------------------- data-set files
 
+from tests.test_data import copy_mnist, private_places  # noqa: E402,F401 - private_places is a fixture
+
 
 @pytest.fixture
-def mnist_copy(tmp_path, monkeypatch):
+def mnist_copy(private_places):
     """A private copy of MNIST's four files as the only place looked (no cache, no Debian folder, no network)."""
-    from tests.test_data import copy_mnist
-
-    explicit = tmp_path / "explicit"
-    explicit.mkdir()
-    monkeypatch.setenv(data.DATA_DIR_VARIABLE, str(explicit))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "DEBIAN_DATASETS", tmp_path / "debian")
-    monkeypatch.setattr(data, "MNIST_FILES", tuple(
-        data.RemoteFile(f.name, f.sha256, (f"file://{tmp_path}/nowhere/{f.name}",)) for f in data.MNIST_FILES))
-    return copy_mnist(explicit)
+    return copy_mnist(private_places)
 
 
 def test_truncated_gzip_is_named_as_truncated_or_corrupted(mnist_copy):

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import dual_backend
@@ -48,9 +49,7 @@ def test_each_backend_scales_out_with_its_own_strategy():
         dual_backend.build("fashion_mlp", backend="torch", device="cpu", devices=0)
 
 
-def test_the_global_batch_must_split_evenly(tmp_path):
-    import numpy as np
-
+def test_the_global_batch_must_split_evenly():
     model = dual_backend.build("fashion_mlp", backend="torch", device="cpu", devices=2)
     x, y = np.zeros((8, 28, 28), np.float32), np.zeros(8, np.int64)
     with pytest.raises(DualBackendError, match="multiple of 2"):
