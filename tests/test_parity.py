@@ -102,6 +102,25 @@ def test_in_float64_same_start_same_order_is_one_run_over_several_epochs():
         assert {w.dtype for w in model.get_weights()} == {np.dtype(np.float32)}
 
 
+def test_denormal_floats_are_flushed_to_zero_on_both_backends_as_in_tensorflow():
+    # hello_world is Dense(1): with kernel 0.5 and bias 0 it halves its input.  1e-38 is a normal
+    # float32; half of it is a denormal, which TensorFlow's kernels flush to zero.
+    x = np.array([[1e-38], [4.0]], dtype=np.float32)
+    from torch_impl import _keras_compat as compat
+
+    for backend in dual_backend.BACKENDS:
+        model = dual_backend.build("hello_world", backend=backend, device="cpu")
+        model.set_weights([np.array([[0.5]], np.float32), np.zeros(1, np.float32)])
+        np.testing.assert_array_equal(model.predict(x, verbose=0), [[0.0], [2.0]], err_msg=backend)
+    # torch's own setting is put back, and the flag reaches torch's intra-op threads.
+    assert not compat.flushing_denormals()
+    import torch
+
+    with compat.denormals_flushed():
+        assert torch.count_nonzero(torch.full((4_000_000,), 1e-38) * 0.5) == 0
+    assert torch.count_nonzero(torch.full((4_000_000,), 1e-38) * 0.5) == 4_000_000
+
+
 def test_fashion_cnn_activation_maps_are_equal_after_transfer():
     keras_model, torch_model = parity.build_pair("fashion_cnn", None, 0)
     dual_backend.copy_weights(keras_model, torch_model)

@@ -30,6 +30,7 @@ from dual_backend.callbacks import BackupAndRestore, EarlyStopping, ModelCheckpo
 from dual_backend.errors import DualBackendError, refused_code
 from dual_backend.interrupts import atomic_write
 from dual_backend.model import Model, order_logs
+from torch_impl._keras_compat import denormals_flushed
 
 # Lightning announces the hardware on every Trainer; the front end prints its own lines.
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -425,8 +426,15 @@ class TorchModel(Model):
         """
         return 1 if self.device == "cpu" and not self.module.channels_first else None
 
+    @contextlib.contextmanager
+    def _computing(self):
+        """What every fit, evaluate and predict runs in: the thread count, Keras' float environment
+        (denormals flushed to zero, as in TensorFlow) and Keras' handling of Ctrl-C and SIGTERM."""
+        with intra_op_threads(self.threads), denormals_flushed(), interrupts_as_in_keras():
+            yield
+
     def _fit(self, *args):
-        with intra_op_threads(self.threads), interrupts_as_in_keras():
+        with self._computing():
             return self._fit_here(*args)
 
     def _fit_here(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch, framework):
@@ -456,12 +464,12 @@ class TorchModel(Model):
 
     def _evaluate(self, x, y, batch_size):
         batches = x if self._is_pipeline(x) else self._batches(x, y, batch_size)
-        with intra_op_threads(self.threads), interrupts_as_in_keras():
+        with self._computing():
             self._trainer().validate(self.module, batches, verbose=False)
         return self.module.val_means.compute()
 
     def _predict(self, x, batch_size):
-        with intra_op_threads(self.threads), interrupts_as_in_keras():
+        with self._computing():
             batches = self._trainer().predict(self.module, self._batches(x, batch_size=batch_size))
         return torch.cat(batches).cpu().numpy()
 
