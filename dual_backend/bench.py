@@ -194,7 +194,7 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dic
             correct = correct + compat.correct_predictions(loss_name, logits, y)
         return float(correct)  # one host synchronisation per epoch
 
-    with intra_op_threads(threads), compat.denormals_flushed():  # the torch backend's float environment
+    with compat.denormals_flushed(), intra_op_threads(threads):  # the torch backend's float environment
         if recipe.dataset == "horse_or_human":
             from dual_backend.data import horse_or_human_dirs
 

@@ -111,14 +111,19 @@ def test_denormal_floats_are_flushed_to_zero_on_both_backends_as_in_tensorflow()
     for backend in dual_backend.BACKENDS:
         model = dual_backend.build("hello_world", backend=backend, device="cpu")
         model.set_weights([np.array([[0.5]], np.float32), np.zeros(1, np.float32)])
-        np.testing.assert_array_equal(model.predict(x, verbose=0), [[0.0], [2.0]], err_msg=backend)
-    # torch's own setting is put back, and the flag reaches torch's intra-op threads.
-    assert not compat.flushing_denormals()
+        np.testing.assert_array_equal(model.predict(x), [[0.0], [2.0]], err_msg=backend)
+    # The flags reach every intra-op thread (each thread has its own), and torch's own setting
+    # is put back on all of them.
     import torch
 
+    def denormal_bits():  # counted as integers: a flushing thread would count denormals as zeros
+        return int(torch.count_nonzero((torch.full((4_000_000,), 1e-38) * 0.5).view(torch.int32)))
+
+    torch.set_num_threads(2)
+    assert not compat.flushing_denormals() and denormal_bits() == 4_000_000
     with compat.denormals_flushed():
-        assert torch.count_nonzero(torch.full((4_000_000,), 1e-38) * 0.5) == 0
-    assert torch.count_nonzero(torch.full((4_000_000,), 1e-38) * 0.5) == 4_000_000
+        assert compat.flushing_denormals() and denormal_bits() == 0
+    assert not compat.flushing_denormals() and denormal_bits() == 4_000_000
 
 
 def test_fashion_cnn_activation_maps_are_equal_after_transfer():
@@ -187,3 +192,36 @@ def test_the_contiguous_max_pool_is_torchs_own_bit_for_bit():
         assert torch.equal(got, expected) and torch.equal(got_grad, expected_grad), shape
         with torch.no_grad():
             assert torch.equal(MaxPooling2D((2, 2))(x), F.max_pool2d(x, 2, 2))
+
+
+@pytest.mark.parametrize("lesson", ["fashion_cnn", "horse_or_human"])
+def test_pooling_before_the_relu_is_the_layer_by_layer_model_bit_for_bit(lesson):
+    """Sequential.hidden applies a Conv2D's ReLU after the MaxPooling2D that follows it; the loss,
+    every gradient and the predictions must be exactly those of the layers one after another."""
+    import torch
+
+    from torch_impl._keras_compat import keras_loss
+
+    torch_model = dual_backend.build(lesson, backend="torch", device="cpu")
+    module = torch_model.module
+    shape = (6, 1, 28, 28) if lesson == "fashion_cnn" else (2, 3, 300, 300)
+    # Quarter steps: ties in the pooling windows, and exact zeros after the ReLUs.
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).mul(4).round().div(4)
+    y = torch.tensor([0, 1, 2, 3, 4, 5])[:shape[0]] if lesson == "fashion_cnn" else torch.tensor([[0.0], [1.0]])
+
+    def layer_by_layer(v):
+        for layer in module.body[:-1]:
+            v = layer(v)
+        return module.body[-1].logits(v)
+
+    results = []
+    for logits in (layer_by_layer, module.logits):
+        module.zero_grad()
+        loss = keras_loss(module.keras_loss, logits(x), y)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in module.parameters()]))
+    (expected_loss, expected_grads), (loss, grads) = results
+    assert torch.equal(loss, expected_loss)
+    assert all(torch.equal(got, expected) for got, expected in zip(grads, expected_grads))
+    with torch.no_grad():
+        assert torch.equal(module(x), module.body[-1](torch.nn.Sequential(*module.body[:-1])(x)))

@@ -428,9 +428,10 @@ class TorchModel(Model):
 
     @contextlib.contextmanager
     def _computing(self):
-        """What every fit, evaluate and predict runs in: the thread count, Keras' float environment
-        (denormals flushed to zero, as in TensorFlow) and Keras' handling of Ctrl-C and SIGTERM."""
-        with intra_op_threads(self.threads), denormals_flushed(), interrupts_as_in_keras():
+        """What every fit, evaluate and predict runs in: Keras' float environment (denormals flushed
+        to zero, as in TensorFlow, on all of torch's threads: set before the count changes), the
+        thread count, and Keras' handling of Ctrl-C and SIGTERM."""
+        with denormals_flushed(), intra_op_threads(self.threads), interrupts_as_in_keras():
             yield
 
     def _fit(self, *args):
