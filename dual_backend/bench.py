@@ -10,9 +10,15 @@ The systems:
   without Lightning: the floor the torch backend is measured against.
 
 Each system trains the lesson's data (profile ``full`` unless told) for
-``epochs`` epochs in a fresh process; with ``repeats`` > 1 the order of the
-systems alternates (forwards, backwards, ...) so that drift of a shared
-machine falls on all of them.  The first epoch (start-up, tracing, caches)
+``epochs`` epochs in a fresh process.  The processes take turns, one epoch
+at a time (``turns``, the default for lessons that train): all of them start
+and load their data, then each waits at every epoch's start for its turn, so
+only one trains at any moment and the systems' epochs interleave, the order
+reversing every round.  A shared machine whose speed drifts by tens of
+percent within minutes (this one does: the same epoch took 25 s and 41 s in
+one hour) then slows all systems alike, which whole runs one after another
+cannot promise.  Without turns, each run is a process after the last; with
+``repeats`` > 1 the order of the systems alternates (forwards, backwards, ...).  The first epoch (start-up, tracing, caches)
 is reported apart; "steady" is the median of the later epochs.  Ratios are
 the keras backend's steady seconds over the system's: above 1 is faster than
 tf.keras.  Timings are meant to be compared within one run of this command.
@@ -42,6 +48,53 @@ SYSTEMS = {
     "plain-torch": "a plain PyTorch loop of torch_impl/'s model (no Lightning): the floor",
 }
 RESULT_MARK = "BENCH-RESULT "
+TURNS_VARIABLE = "DUAL_BACKEND_BENCH_TURNS"  # "READ_FD,WRITE_FD": the pipes of the turn-taking
+
+
+class Turns:
+    """A worker's side of the turn-taking: say "waiting" and block until the coordinator says "go".
+
+    The worker waits at the start of every epoch and once more when training
+    ends (its evaluation is a turn too).  ``wait`` does nothing outside turns."""
+
+    def __init__(self, read_fd: int | None = None, write_fd: int | None = None):
+        self.read_fd, self.write_fd = read_fd, write_fd
+
+    @classmethod
+    def from_environment(cls) -> "Turns":
+        value = os.environ.get(TURNS_VARIABLE)
+        return cls(*map(int, value.split(","))) if value else cls()
+
+    def wait(self) -> None:
+        if self.read_fd is None:
+            return
+        os.write(self.write_fd, b"w")
+        if not os.read(self.read_fd, 1):
+            raise SystemExit("bench: the coordinator is gone")
+
+
+def turn_taking_callback(turns: Turns):
+    """A front-end callback that waits for its turn before each epoch and times the epoch from there."""
+    from dual_backend.callbacks import Callback
+
+    class TakeTurns(Callback):
+        every_batch = False
+
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            turns.wait()
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.start)
+
+        def on_train_end(self, logs=None):
+            turns.wait()
+
+    return TakeTurns()
 
 
 # --------------------------------------------------------------------------- one system, in its own process
@@ -76,12 +129,14 @@ def _result(engine: str, seconds: list[float], samples: int, metric: str | None,
 def _measure_backend(backend, recipe, epochs, device, profile, seed, speedups) -> dict:
     from dual_backend.run import run_lesson
 
+    timer = turn_taking_callback(Turns.from_environment())
     metrics = run_lesson(recipe.lesson.name, backend, variant=recipe.variant_name, epochs=epochs,
-                         profile=profile, seed=seed, device=device, verbose=0, speedups=speedups)
+                         profile=profile, seed=seed, device=device, verbose=0, speedups=speedups,
+                         callbacks=[timer])
     samples = _samples_per_epoch(recipe, profile)
     value = metrics["final_training"].get(metrics["judged_by"]) if recipe.lesson.judge_training \
         else metrics["test"].get(metrics["judged_by"])
-    return _result(backend, metrics["seconds_per_epoch"], samples, metrics["judged_by"], value, metrics["device"])
+    return _result(backend, timer.seconds, samples, metrics["judged_by"], value, metrics["device"])
 
 
 def _samples_per_epoch(recipe, profile) -> int:
@@ -123,7 +178,7 @@ def _measure_keras_on_torch(recipe, epochs, device, profile, seed) -> dict:
     keras.utils.set_random_seed(seed)
     model = program.build_model(input_shape=recipe.lesson.input_shape, **recipe.model_options({}))
     prepared = prepare_data(recipe, profile)
-    timer = keras_epoch_timer(keras)
+    timer = keras_epoch_timer(keras, Turns.from_environment())
     model.fit(prepared.x_train, prepared.y_train, epochs=epochs, batch_size=recipe.lesson.batch_size,
               validation_data=prepared.validation_data, steps_per_epoch=recipe.steps_per_epoch(profile),
               callbacks=[timer], verbose=0)
@@ -134,8 +189,8 @@ def _measure_keras_on_torch(recipe, epochs, device, profile, seed) -> dict:
                    "gpu" if torch.cuda.is_available() else "cpu")
 
 
-def keras_epoch_timer(keras):
-    """A Keras callback recording each epoch's seconds (Keras is imported by the caller)."""
+def keras_epoch_timer(keras, turns: Turns = Turns()):
+    """A Keras callback recording each epoch's seconds, taking turns (Keras is imported by the caller)."""
 
     class EpochTimer(keras.callbacks.Callback):
         def __init__(self):
@@ -143,10 +198,14 @@ def keras_epoch_timer(keras):
             self.seconds = []
 
         def on_epoch_begin(self, epoch, logs=None):
+            turns.wait()
             self.start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(time.perf_counter() - self.start)
+
+        def on_train_end(self, logs=None):
+            turns.wait()
 
     return EpochTimer()
 
@@ -222,11 +281,13 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dic
                     index = order[start:start + batch]
                     yield module.in_memory_format(x_all[index]), y_all[index]
 
-        seconds, correct = [], 0.0
+        seconds, correct, turns = [], 0.0, Turns.from_environment()
         for _ in range(epochs):
+            turns.wait()
             start = time.perf_counter()
             correct = train_epoch(batches())
             seconds.append(time.perf_counter() - start)
+        turns.wait()
     metric = recipe.lesson.metric
     if metric is None:  # hello_world: the prediction for x = 10
         module.eval()
@@ -282,28 +343,87 @@ def _measure_convolution(system, recipe, device) -> dict:
 # --------------------------------------------------------------------------- the comparison
 
 
-def _run_worker(system, lesson, variant, epochs, device, profile, seed, speedups) -> dict:
+def _worker_command(system, lesson, variant, epochs, device, profile, seed, speedups) -> list[str]:
     command = [sys.executable, "-m", "dual_backend.bench", "--worker", system, lesson, "--epochs", str(epochs),
                "--device", device, "--profile", profile, "--seed", str(seed), *speedups.flags()]
-    if variant:
-        command += ["--variant", variant]
-    done = subprocess.run(command, capture_output=True, text=True)
-    for line in done.stdout.splitlines():
+    return command + (["--variant", variant] if variant else [])
+
+
+def _worker_result(output: str, returncode: int) -> dict:
+    for line in output.splitlines():
         if line.startswith(RESULT_MARK):
             return json.loads(line[len(RESULT_MARK):])
-    tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-    return {"failed": f"exit code {done.returncode}", "log": tail}
+    tail = "\n".join(output.strip().splitlines()[-15:])
+    return {"failed": f"exit code {returncode}", "log": tail}
+
+
+def _run_worker(command: list[str]) -> dict:
+    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return _worker_result(done.stdout, done.returncode)
+
+
+def _run_workers_in_turns(commands: dict[str, list[str]], say) -> dict[str, dict]:
+    """Start every worker at once; then give the turns: one epoch (or the final evaluation) of one
+    worker at a time, round after round, the order reversed every round, until all have finished."""
+    import tempfile
+
+    workers = {}
+    for system, command in commands.items():
+        to_worker, from_worker = os.pipe(), os.pipe()
+        log = tempfile.TemporaryFile(mode="w+")
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, pass_fds=(to_worker[0], from_worker[1]),
+                                   env={**os.environ, TURNS_VARIABLE: f"{to_worker[0]},{from_worker[1]}"})
+        os.close(to_worker[0])
+        os.close(from_worker[1])
+        workers[system] = types.SimpleNamespace(process=process, log=log, go=to_worker[1], said=from_worker[0])
+
+    def waiting(worker) -> bool:  # False: the worker has finished (or failed) instead
+        return os.read(worker.said, 1) == b"w"
+
+    active = [system for system in commands if waiting(workers[system])]  # all started, data loaded
+    say(f"  {len(active)} worker(s) ready; taking turns")
+    round_ = 0
+    while active:
+        for system in (active if round_ % 2 == 0 else list(reversed(active))):
+            worker = workers[system]
+            os.write(worker.go, b"g")
+            if not waiting(worker):
+                active.remove(system)
+        round_ += 1
+    results = {}
+    for system, worker in workers.items():
+        worker.process.wait()
+        for fd in (worker.go, worker.said):
+            os.close(fd)
+        worker.log.seek(0)
+        results[system] = _worker_result(worker.log.read(), worker.process.returncode)
+        worker.log.close()
+    return results
 
 
 def bench(lesson: str, variant: str | None = None, systems=tuple(SYSTEMS), epochs: int = 3, device: str = "cpu",
-          repeats: int = 1, profile: str = "full", seed: int = 0, speedups: SpeedUps = SpeedUps(), say=print) -> dict:
-    """Every system ``repeats`` times, alternating the order; the per-system summary and every run."""
+          repeats: int = 1, profile: str = "full", seed: int = 0, speedups: SpeedUps = SpeedUps(), turns: bool = True,
+          say=print) -> dict:
+    """Every system ``repeats`` times; the per-system summary and every run.
+
+    ``turns``: the systems' processes run side by side, taking turns epoch by
+    epoch (see the module's docstring); otherwise one after another, the
+    order alternating between repeats.  The convolution lesson trains
+    nothing and always runs one process after another."""
     runs: dict[str, list[dict]] = {system: [] for system in systems}
+    turns = turns and lessons.recipe(lesson, variant).lesson.kind != "convolution"
     for repeat in range(repeats):
         order = list(systems) if repeat % 2 == 0 else list(reversed(systems))
+        commands = {system: _worker_command(system, lesson, variant, epochs, device, profile, seed, speedups)
+                    for system in order}
+        if turns:
+            say(f"bench {lesson}: {', '.join(order)} taking turns (repeat {repeat + 1}/{repeats}) ...")
+            for system, result in _run_workers_in_turns(commands, say).items():
+                runs[system].append(result)
+            continue
         for system in order:
             say(f"bench {lesson}: {system} (repeat {repeat + 1}/{repeats}) ...")
-            runs[system].append(_run_worker(system, lesson, variant, epochs, device, profile, seed, speedups))
+            runs[system].append(_run_worker(commands[system]))
     summary = {system: summarise(results) for system, results in runs.items()}
     keras_steady = summary.get("keras", {}).get("steady_seconds")
     for entry in summary.values():
@@ -312,7 +432,8 @@ def bench(lesson: str, variant: str | None = None, systems=tuple(SYSTEMS), epoch
     from dual_backend.run import hardware
 
     return {"lesson": lesson, "variant": lessons.recipe(lesson, variant).variant_name, "device": device,
-            "epochs": epochs, "repeats": repeats, "profile": profile, "seed": seed, "hardware": hardware(),
+            "epochs": epochs, "repeats": repeats, "turns": turns, "profile": profile, "seed": seed,
+            "hardware": hardware(),
             "speedups": speedups.flags(),
             "systems": summary, "runs": runs}
 
@@ -337,7 +458,9 @@ def markdown(result: dict) -> str:
     """The table of one bench run."""
     numerics = " ".join(result.get("speedups") or []) or "default numerics"
     head = (f"**{result['lesson']}** ({result['variant']}), {result['device']}, {numerics}, {result['epochs']} "
-            f"epochs x {result['repeats']} run(s) per system, profile {result['profile']}")
+            f"epochs x {result['repeats']} run(s) per system"
+            f"{', taking turns epoch by epoch' if result.get('turns') else ', one process after another'}, "
+            f"profile {result['profile']}")
     lines = [head, "", "| system | first epoch (s) | steady s/epoch | samples/s | peak MiB | result | vs keras |",
              "|---|---:|---:|---:|---:|---|---:|"]
     for system, entry in result["systems"].items():

@@ -138,6 +138,8 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", choices=DEVICES, default="cpu")
     bench.add_argument("--epochs", type=int, default=3, help="epochs per run: the first is reported apart")
     bench.add_argument("--repeats", type=int, default=1, help="runs per system, in alternating order")
+    bench.add_argument("--no-turns", dest="turns", action="store_false",
+                       help="run the systems one after another instead of side by side, taking turns epoch by epoch")
     bench.add_argument("--systems", nargs="+", default=None, metavar="SYSTEM",
                        help="some of: keras torch keras-on-torch plain-torch (default: all four)")
     bench.add_argument("--profile", choices=PROFILES, default="full")
@@ -309,7 +311,7 @@ def _bench(args, top) -> int:
     for lesson in chosen:
         result = bench.bench(lesson, args.variant if args.lesson != "all" else None, systems=systems,
                              epochs=args.epochs, device=args.device, repeats=args.repeats, profile=args.profile,
-                             seed=args.seed, speedups=speedups(args),
+                             seed=args.seed, speedups=speedups(args), turns=args.turns,
                              say=lambda line: print(line, file=sys.stderr, flush=True))
         results.append(result)
         tables.append(bench.markdown(result))

@@ -139,7 +139,7 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
                profile: str = "full", seed: int | None = None, device: str = "auto", out: Path | None = None,
                options: dict | None = None, verbose: int = 1, init_from: str | None = None,
                same_order: bool = False, resume: bool = False, devices: int = 1, strategy: str = "auto",
-               speedups=None, precision: str | None = None) -> dict:
+               speedups=None, precision: str | None = None, callbacks: list | None = None) -> dict:
     """Train one lesson on one backend; returns (and writes under ``out/<backend>/``) its metrics,
     its History, the trained model and the lesson's figures.
 
@@ -161,13 +161,13 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
     (:class:`dual_backend.model.SpeedUps`): bf16, compiling, channels-last; off by default.
 
     ``precision="float64"`` builds, trains and evaluates in float64 on both
-    (``dual_backend.precision``)."""
+    (``dual_backend.precision``).  ``callbacks``: more front-end callbacks, after the lesson's own."""
     if precision is not None and precision != floatx():
         with using(precision, [backend, *([init_from] if init_from else [])]):
             return run_lesson(lesson, backend, variant=variant, epochs=epochs, profile=profile, seed=seed,
                               device=device, out=out, options=options, verbose=verbose, init_from=init_from,
                               same_order=same_order, resume=resume, devices=devices, strategy=strategy,
-                              speedups=speedups)
+                              speedups=speedups, callbacks=callbacks)
     recipe = lessons.recipe(lesson, variant)
     if recipe.lesson.kind == "convolution":
         from dual_backend import convolution
@@ -189,7 +189,7 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
         dual_backend.copy_weights(start, model)
     order_seed = (seed or 0) if same_order else None
     epochs = recipe.profile_epochs(profile) if epochs is None else epochs
-    callbacks = course_callbacks(recipe) + framework_callbacks(recipe, backend, folder)
+    callbacks = course_callbacks(recipe) + framework_callbacks(recipe, backend, folder) + list(callbacks or [])
     backup = None
     if folder is not None:
         backup = BackupAndRestore(folder / "backup", identity={"profile": profile, "seed": seed,
