@@ -510,15 +510,15 @@ def denormals_flushed():
     flags on the threads that run its kernels, so under Keras a float32
     below 1.2e-38 is 0: ``tf.constant(1e-38) * 0.5`` gives 0.0.  torch keeps
     denormals.  The flags belong to each thread, and ``torch.set_flush_denormal``
-    sets the calling thread's only, so it is called on every one of torch's
-    intra-op (OpenMP) threads.  CUDA kernels are not affected.
+    sets the calling thread's only, so torch's intra-op threads get them too
+    (``_set_flush_denormal_everywhere``).  CUDA kernels are not affected.
     """
     before = flushing_denormals()
-    _on_every_intra_op_thread(lambda: torch.set_flush_denormal(True))
+    _set_flush_denormal_everywhere(True)
     try:
         yield
     finally:
-        _on_every_intra_op_thread(lambda: torch.set_flush_denormal(before))
+        _set_flush_denormal_everywhere(before)
 
 
 def flushing_denormals() -> bool:
@@ -527,22 +527,22 @@ def flushing_denormals() -> bool:
     torch has no getter: a multiplication that gives denormals, split over the
     threads, is asked, and its bits are counted as integers (a denormals-are-zero
     thread would count denormals as zeros)."""
-    halves = torch.full((1 << 20,), 1e-38, dtype=torch.float32).mul_(0.5)
+    halves = torch.full((1 << 22,), 1e-38, dtype=torch.float32).mul_(0.5)
     return int(torch.count_nonzero(halves.view(torch.int32))) == 0
 
 
-def _on_every_intra_op_thread(function) -> None:
-    """Run ``function`` on each of torch's OpenMP threads, the calling one included.
+def _set_flush_denormal_everywhere(on: bool) -> None:
+    """``torch.set_flush_denormal(on)`` for this thread and torch's OpenMP threads.
 
-    A parallel region of torch's own libgomp with a ctypes callback: every
-    thread of the team takes the GIL in turn and calls ``function``.  Without
-    libgomp (another parallel backend) only the calling thread is reached."""
+    A new thread starts with its creator's flags.  So after setting this
+    thread's, torch's OpenMP thread pool is let go (``omp_pause_resource_all``,
+    hard: libgomp ends the pool's threads) and the next parallel region starts
+    new ones, which copy this thread's flags.  Without libgomp (another
+    parallel backend) only this thread is set."""
+    torch.set_flush_denormal(on)
     gomp = _torch_libgomp()
-    if gomp is None:
-        function()
-        return
-    callback = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _: function())
-    gomp.GOMP_parallel(callback, None, ctypes.c_uint(torch.get_num_threads()), ctypes.c_uint(0))
+    if gomp is not None:
+        gomp.omp_pause_resource_all(ctypes.c_int(2))  # omp_pause_hard
 
 
 @functools.cache
