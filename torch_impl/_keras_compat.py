@@ -527,7 +527,7 @@ def flushing_denormals() -> bool:
     torch has no getter: a multiplication that gives denormals, split over the
     threads, is asked, and its bits are counted as integers (a denormals-are-zero
     thread would count denormals as zeros)."""
-    halves = torch.full((1 << 22,), 1e-38, dtype=torch.float32).mul_(0.5)
+    halves = torch.full((1 << 20,), 1e-38, dtype=torch.float32).mul_(0.5)
     return int(torch.count_nonzero(halves.view(torch.int32))) == 0
 
 
