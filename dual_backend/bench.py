@@ -371,7 +371,8 @@ def _run_workers_in_turns(commands: dict[str, list[str]], say) -> dict[str, dict
     for system, command in commands.items():
         to_worker, from_worker = os.pipe(), os.pipe()
         log = tempfile.TemporaryFile(mode="w+")
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, pass_fds=(to_worker[0], from_worker[1]),
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                   pass_fds=(to_worker[0], from_worker[1]),
                                    env={**os.environ, TURNS_VARIABLE: f"{to_worker[0]},{from_worker[1]}"})
         os.close(to_worker[0])
         os.close(from_worker[1])
@@ -380,14 +381,19 @@ def _run_workers_in_turns(commands: dict[str, list[str]], say) -> dict[str, dict
     def waiting(worker) -> bool:  # False: the worker has finished (or failed) instead
         return os.read(worker.said, 1) == b"w"
 
+    def turn(worker) -> bool:  # one epoch (or the final evaluation); False: the worker is done
+        try:
+            os.write(worker.go, b"g")
+        except BrokenPipeError:  # it died while waiting
+            return False
+        return waiting(worker)
+
     active = [system for system in commands if waiting(workers[system])]  # all started, data loaded
     say(f"  {len(active)} worker(s) ready; taking turns")
     round_ = 0
     while active:
-        for system in (active if round_ % 2 == 0 else list(reversed(active))):
-            worker = workers[system]
-            os.write(worker.go, b"g")
-            if not waiting(worker):
+        for system in (list(active) if round_ % 2 == 0 else list(reversed(active))):
+            if not turn(workers[system]):
                 active.remove(system)
         round_ += 1
     results = {}

@@ -56,8 +56,8 @@ from dual_backend.bench import RESULT_MARK, Turns
 turns, spans = Turns.from_environment(), []
 for epoch in range(3):
     turns.wait()
-    if sys.argv[1] == "crash" and epoch == 1:
-        sys.exit("crashed in epoch 2")
+    if sys.argv[1] == "crash" and epoch == 2:
+        sys.exit("crashed in epoch 3")
     start = time.perf_counter()
     time.sleep(0.05)
     spans.append((start, time.perf_counter()))
@@ -67,9 +67,10 @@ print(RESULT_MARK + json.dumps({"spans": spans}))
 
 
 def test_workers_take_turns_one_epoch_at_a_time_and_a_crash_does_not_hang_the_others():
-    commands = {name: [sys.executable, "-c", WORKER, name] for name in ("a", "b", "crash")}
+    # "crash" goes first in the third round (a forward one) and ends there; the others go on.
+    commands = {name: [sys.executable, "-c", WORKER, name] for name in ("crash", "a", "b")}
     results = bench._run_workers_in_turns(commands, say=lambda line: None)
-    assert results["crash"]["failed"] == "exit code 1" and "crashed in epoch 2" in results["crash"]["log"]
+    assert results["crash"]["failed"] == "exit code 1" and "crashed in epoch 3" in results["crash"]["log"]
     spans = sorted((span, name) for name in ("a", "b") for span in results[name]["spans"])
     # Never two epochs at once, and the order reverses every round: a b | b a | a b.
     assert all(earlier[0][1] <= later[0][0] for earlier, later in zip(spans, spans[1:]))
