@@ -432,8 +432,8 @@ class TorchModel(Model):
     @contextlib.contextmanager
     def _computing(self):
         """What every fit, evaluate and predict runs in: Keras' float environment (denormals flushed
-        to zero, as in TensorFlow, on all of torch's threads: set before the count changes), the
-        thread count, and Keras' handling of Ctrl-C and SIGTERM."""
+        to zero on all of torch's threads, as TensorFlow does), the thread count, and Keras' handling
+        of Ctrl-C and SIGTERM."""
         with denormals_flushed(), intra_op_threads(self.threads), interrupts_as_in_keras():
             yield
 
