@@ -73,28 +73,33 @@ class Turns:
             raise SystemExit("bench: the coordinator is gone")
 
 
+class TurnTimer:
+    """The hooks of bench's epoch timers, mixed into a callback class of either kind: wait for the
+    turn at each epoch's start, time the epoch from there, and wait once more when training ends."""
+
+    def __init__(self, turns: Turns):
+        super().__init__()
+        self.turns, self.seconds = turns, []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.turns.wait()
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.start)
+
+    def on_train_end(self, logs=None):
+        self.turns.wait()
+
+
 def turn_taking_callback(turns: Turns):
-    """A front-end callback that waits for its turn before each epoch and times the epoch from there."""
+    """A front-end callback timing each epoch, taking turns (the two backends' runs)."""
     from dual_backend.callbacks import Callback
 
-    class TakeTurns(Callback):
+    class TakeTurns(TurnTimer, Callback):
         every_batch = False
 
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            turns.wait()
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.start)
-
-        def on_train_end(self, logs=None):
-            turns.wait()
-
-    return TakeTurns()
+    return TakeTurns(turns)
 
 
 # --------------------------------------------------------------------------- one system, in its own process
@@ -190,24 +195,12 @@ def _measure_keras_on_torch(recipe, epochs, device, profile, seed) -> dict:
 
 
 def keras_epoch_timer(keras, turns: Turns = Turns()):
-    """A Keras callback recording each epoch's seconds, taking turns (Keras is imported by the caller)."""
+    """A Keras callback timing each epoch, taking turns (Keras is imported by the caller)."""
 
-    class EpochTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
+    class EpochTimer(TurnTimer, keras.callbacks.Callback):
+        pass
 
-        def on_epoch_begin(self, epoch, logs=None):
-            turns.wait()
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.start)
-
-        def on_train_end(self, logs=None):
-            turns.wait()
-
-    return EpochTimer()
+    return EpochTimer(turns)
 
 
 def _keras_score(recipe, model, prepared):
