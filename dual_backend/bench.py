@@ -214,10 +214,10 @@ def _keras_score(recipe, model, prepared):
 def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dict:
     """The same model, optimizer and loss as the torch backend, trained by a loop written out:
     a permutation per epoch, slices of device tensors, zero_grad / backward / step."""
-    import torch
-
-    from torch_impl import _keras_compat as compat
+    from torch_impl import _keras_compat as compat  # first: torch_impl sets torch's allocator up before torch starts
     from torch_impl._model import intra_op_threads
+
+    import torch
 
     torch.manual_seed(seed)
     torch_device = torch.device("cuda" if device == "gpu" and torch.cuda.is_available() else "cpu")
@@ -246,7 +246,8 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dic
             correct = correct + compat.correct_predictions(loss_name, logits, y)
         return float(correct)  # one host synchronisation per epoch
 
-    with compat.denormals_flushed(), intra_op_threads(threads):  # the torch backend's float environment
+    # The torch backend's process settings: its float environment, freed memory kept, its thread rule.
+    with compat.denormals_flushed(), compat.freed_memory_kept(), intra_op_threads(threads):
         if recipe.dataset == "horse_or_human":
             from dual_backend.data import horse_or_human_dirs
 

@@ -4,7 +4,18 @@
 """
 
 import logging
+import os
 import sys
+
+# Tensors of 2 MB and more in transparent huge pages (PyTorch's CPU tuning
+# guide: "THP_MEM_ALLOC_ENABLE=1"; off by default in torch because it can
+# round memory up).  torch reads the setting once, at its first allocation,
+# so it only takes effect when torch_impl comes before torch; a value the user
+# set is kept.  A step of horse_or_human faulted ~580,000 pages in without it
+# and ~12,000 with it (1.2 s against 0.65-0.9 s per step of 32 images here).
+# Memory layout only: every result is the same.
+if "torch" not in sys.modules:
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 # TensorFlow 2.21 and Triton (which torch imports when it can) each bring their
 # own LLVM, and loading libtriton into a process that already holds

@@ -14,7 +14,10 @@ table at the end of LESSONS.md):
 - epoch logs are sample-weighted means, accuracy follows Keras' rules
   (sparse categorical for integer labels, binary behind a sigmoid);
 - on the CPU, denormal floats are flushed to zero while a model trains or
-  predicts, as TensorFlow does on its threads (``denormals_flushed``).
+  predicts, as TensorFlow does on its threads (``denormals_flushed``);
+- on Linux (glibc), memory freed between steps is kept for the next step
+  instead of going back to the system (``freed_memory_kept``), as
+  TensorFlow's own allocator keeps it.
 
 ``Sequential`` is a ``LightningModule``: the Trainer owns the loop.
 """
@@ -554,6 +557,66 @@ def _torch_libgomp():
     try:
         return ctypes.CDLL("libgomp.so.1")
     except OSError:
+        return None
+
+
+# --------------------------------------------------------------------------- memory
+
+# glibc's mallopt parameters (malloc.h).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+# The largest mmap threshold glibc accepts on 64-bit systems, and where its dynamic thresholds end up.
+GLIBC_MMAP_THRESHOLD_MAX = 32 << 20
+GLIBC_TRIM_THRESHOLD_SETTLED = 2 * GLIBC_MMAP_THRESHOLD_MAX
+_kept_depth = 0
+
+
+@contextlib.contextmanager
+def freed_memory_kept():
+    """Keep the memory freed between training steps for the next step; give it back at the end.
+
+    A CPU step allocates its activations and gradients afresh (torch has no
+    caching allocator on the CPU) and frees them.  With glibc's defaults the
+    freed top of the heap goes back to the system as soon as it exceeds the
+    trim threshold, and the next step faults every page in again: fashion_cnn
+    took ~3,000 page faults per step here, 15.5 against 12.1 ms/step (the
+    same steps, the same results; the faults are kernel time).  Inside this
+    block no freed block is returned (trim threshold 1 GiB) and blocks under
+    32 MiB come from the heap, which is PyTorch's own advice for CPU training
+    (its performance-tuning guide: a caching malloc such as jemalloc or
+    tcmalloc) done with glibc's ``mallopt`` instead of a preloaded library.
+    On the way out the trim threshold is set where glibc's own dynamic one
+    settles (the mmap threshold stays at 32 MiB, the ceiling glibc's dynamic
+    one climbs to) and the free memory is handed back (``malloc_trim``).
+    Other C libraries, other systems: nothing changes.  Re-entrant.
+    """
+    global _kept_depth
+    libc = _glibc()
+    if libc is None:
+        yield
+        return
+    if _kept_depth == 0:
+        libc.mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD_MAX)
+        libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    _kept_depth += 1
+    try:
+        yield
+    finally:
+        _kept_depth -= 1
+        if _kept_depth == 0:
+            libc.mallopt(M_TRIM_THRESHOLD, GLIBC_TRIM_THRESHOLD_SETTLED)
+            libc.malloc_trim(0)
+
+
+@functools.cache
+def _glibc():
+    """The process's C library if it is glibc (it has ``mallopt`` and ``malloc_trim``), else None."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 - glibc only
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        return libc
+    except (OSError, AttributeError):
         return None
 
 

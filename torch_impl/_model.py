@@ -30,7 +30,7 @@ from dual_backend.callbacks import BackupAndRestore, EarlyStopping, ModelCheckpo
 from dual_backend.errors import DualBackendError, refused_code
 from dual_backend.interrupts import atomic_write
 from dual_backend.model import Model, order_logs
-from torch_impl._keras_compat import denormals_flushed
+from torch_impl._keras_compat import denormals_flushed, freed_memory_kept
 
 # Lightning announces the hardware on every Trainer; the front end prints its own lines.
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -432,9 +432,9 @@ class TorchModel(Model):
     @contextlib.contextmanager
     def _computing(self):
         """What every fit, evaluate and predict runs in: Keras' float environment (denormals flushed
-        to zero on all of torch's threads, as TensorFlow does), the thread count, and Keras' handling
-        of Ctrl-C and SIGTERM."""
-        with denormals_flushed(), intra_op_threads(self.threads), interrupts_as_in_keras():
+        to zero on all of torch's threads, as TensorFlow does), freed memory kept for the next step,
+        the thread count, and Keras' handling of Ctrl-C and SIGTERM."""
+        with denormals_flushed(), freed_memory_kept(), intra_op_threads(self.threads), interrupts_as_in_keras():
             yield
 
     def _fit(self, *args):
