@@ -249,3 +249,15 @@ def test_fit_evaluate_and_predict_run_with_freed_memory_kept(small_fashion):
     model = dual_backend.build("fashion_mlp", backend="torch", device="cpu")
     model.fit(x, y, epochs=1, callbacks=[Probe()], verbose=0)
     assert seen == [1] and compat._kept_depth == 0
+
+
+def test_freed_memory_can_be_given_back_at_once_and_a_wrong_setting_is_named(monkeypatch):
+    from torch_impl import _keras_compat as compat
+
+    monkeypatch.setenv("DUAL_BACKEND_FREED_MEMORY", "return")
+    with compat.freed_memory_kept():
+        assert compat._kept_depth == 0
+    monkeypatch.setenv("DUAL_BACKEND_FREED_MEMORY", "always")
+    with pytest.raises(DualBackendError, match="DUAL_BACKEND_FREED_MEMORY='always': use 'keep'"):
+        with compat.freed_memory_kept():
+            pass
