@@ -580,9 +580,10 @@ def freed_memory_kept():
     freed block of more than 32 MiB, or a freed top of the heap beyond the trim
     threshold, goes back to the system, and the next step faults every page of
     it in again, zero-filled by the kernel: ~3,000 page faults per fashion_cnn
-    step (15.5 against 12.1 ms/step here) and ~2.5 million per horse_or_human
-    step of 128 images (7-8.6 s against 2.3 s/step, with huge pages
-    also on).  The same steps, the same results: the faults are kernel time.
+    step (14.6-19.4 against 10.0-12.7 ms/step here) and ~2.5 million per
+    horse_or_human step of 128 images (7.2-8.6 s a step with only the
+    thresholds raised; 2.3-2.7 s with mmap off too and huge pages on).  The
+    same steps, the same results: the faults are kernel time.
 
     Inside this block every block comes from the heap (no mmap) and nothing
     is trimmed, so a step reuses the last step's pages.  This is PyTorch's own
