@@ -11,9 +11,11 @@ import sys
 # guide: "THP_MEM_ALLOC_ENABLE=1"; off by default in torch because it can
 # round memory up).  torch reads the setting once, at its first allocation,
 # so it only takes effect when torch_impl comes before torch; a value the user
-# set is kept.  A step of horse_or_human faulted ~580,000 pages in without it
-# and ~12,000 with it (1.2 s against 0.65-0.9 s per step of 32 images here).
-# Memory layout only: every result is the same.
+# set is kept.  A horse_or_human step of 32 images faulted ~580,000 pages in
+# with the defaults, 230,000-340,000 with freed memory kept
+# (``_keras_compat.freed_memory_kept``) and 11,000-12,000 with huge pages too
+# (1.2 s, 0.9-1.2 s, 0.65-0.9 s a step here).  Memory layout only: every
+# result is the same.
 if "torch" not in sys.modules:
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
