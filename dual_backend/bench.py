@@ -79,14 +79,15 @@ class TurnTimer:
 
     def __init__(self, turns: Turns):
         super().__init__()
-        self.turns, self.seconds = turns, []
+        self.turns, self.seconds, self.cpu_seconds = turns, [], []
 
     def on_epoch_begin(self, epoch, logs=None):
         self.turns.wait()
-        self.start = time.perf_counter()
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self.start)
+        self.cpu_seconds.append(time.process_time() - self.cpu_start)
 
     def on_train_end(self, logs=None):
         self.turns.wait()
@@ -122,13 +123,14 @@ def measure(system: str, lesson: str, variant: str | None, epochs: int, device: 
     raise ValueError(f"unknown system {system!r}")
 
 
-def _result(engine: str, seconds: list[float], samples: int, metric: str | None, value: float | None,
-            device: str) -> dict:
+def _result(engine: str, seconds: list[float], cpu_seconds: list[float], samples: int, metric: str | None,
+            value: float | None, device: str) -> dict:
     from dual_backend.run import peak_memory_mb
 
     memory = peak_memory_mb("keras" if engine == "keras" else "torch", device)
-    return {"seconds_per_epoch": seconds, "samples_per_epoch": samples, "metric": metric, "value": value,
-            "device": device, "peak_memory_mb": memory["resident"], "peak_gpu_memory_mb": memory.get("gpu")}
+    return {"seconds_per_epoch": seconds, "cpu_seconds_per_epoch": cpu_seconds, "samples_per_epoch": samples,
+            "metric": metric, "value": value, "device": device, "peak_memory_mb": memory["resident"],
+            "peak_gpu_memory_mb": memory.get("gpu")}
 
 
 def _measure_backend(backend, recipe, epochs, device, profile, seed, speedups) -> dict:
@@ -141,7 +143,8 @@ def _measure_backend(backend, recipe, epochs, device, profile, seed, speedups) -
     samples = _samples_per_epoch(recipe, profile)
     value = metrics["final_training"].get(metrics["judged_by"]) if recipe.lesson.judge_training \
         else metrics["test"].get(metrics["judged_by"])
-    return _result(backend, timer.seconds, samples, metrics["judged_by"], value, metrics["device"])
+    return _result(backend, timer.seconds, timer.cpu_seconds, samples, metrics["judged_by"], value,
+                   metrics["device"])
 
 
 def _samples_per_epoch(recipe, profile) -> int:
@@ -190,7 +193,7 @@ def _measure_keras_on_torch(recipe, epochs, device, profile, seed) -> dict:
     metric, value = _keras_score(recipe, model, prepared)
     import torch
 
-    return _result("keras-on-torch", timer.seconds, _samples_per_epoch(recipe, profile), metric, value,
+    return _result("keras-on-torch", timer.seconds, timer.cpu_seconds, _samples_per_epoch(recipe, profile), metric, value,
                    "gpu" if torch.cuda.is_available() else "cpu")
 
 
@@ -275,12 +278,13 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dic
                     index = order[start:start + batch]
                     yield module.in_memory_format(x_all[index]), y_all[index]
 
-        seconds, correct, turns = [], 0.0, Turns.from_environment()
+        seconds, cpu_seconds, correct, turns = [], [], 0.0, Turns.from_environment()
         for _ in range(epochs):
             turns.wait()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             correct = train_epoch(batches())
             seconds.append(time.perf_counter() - start)
+            cpu_seconds.append(time.process_time() - cpu_start)
         turns.wait()
     metric = recipe.lesson.metric
     if metric is None:  # hello_world: the prediction for x = 10
@@ -292,7 +296,8 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dic
         value = correct / samples
     else:
         value = _plain_torch_accuracy(module, prepared, loss_name, torch_device, compat)
-    return _result("plain-torch", seconds, samples, metric, value, torch_device.type.replace("cuda", "gpu"))
+    return _result("plain-torch", seconds, cpu_seconds, samples, metric, value,
+                   torch_device.type.replace("cuda", "gpu"))
 
 
 def _tensors(module, x, y, device, batch_size):
@@ -426,9 +431,11 @@ def bench(lesson: str, variant: str | None = None, systems=tuple(SYSTEMS), epoch
             runs[system].append(_run_worker(commands[system]))
     summary = {system: summarise(results) for system, results in runs.items()}
     keras_steady = summary.get("keras", {}).get("steady_seconds")
+    keras_busy = summary.get("keras", {}).get("steady_seconds_busy", keras_steady)
     for entry in summary.values():
         if keras_steady and entry.get("steady_seconds"):
             entry["speed_vs_keras"] = keras_steady / entry["steady_seconds"]
+            entry["speed_vs_keras_busy"] = keras_busy / entry.get("steady_seconds_busy", entry["steady_seconds"])
     from dual_backend.run import hardware
 
     return {"lesson": lesson, "variant": lessons.recipe(lesson, variant).variant_name, "device": device,
@@ -436,6 +443,25 @@ def bench(lesson: str, variant: str | None = None, systems=tuple(SYSTEMS), epoch
             "hardware": hardware(),
             "speedups": speedups.flags(),
             "systems": summary, "runs": runs}
+
+
+# An epoch counts as idle when, at the CPU use of the busiest later epoch, its CPU time would have
+# taken this much less wall time: a wait (tf.data's iterator teardown, say), not slower compute.
+IDLE_SECONDS, IDLE_SHARE = 2.0, 0.2
+
+
+def idle_epochs(seconds: list[float], cpu_seconds: list[float] | None) -> dict[int, float]:
+    """The later epochs (index ≥ 1) that spent a part of their wall time without CPU time, with the
+    seconds idle: wall time minus CPU time at the busiest later epoch's CPU use."""
+    if not cpu_seconds or len(seconds) < 3:
+        return {}
+    busiest = max(cpu / wall for wall, cpu in zip(seconds[1:], cpu_seconds[1:]) if wall > 0)
+    idle = {}
+    for epoch, (wall, cpu) in enumerate(zip(seconds, cpu_seconds)):
+        waited = wall - cpu / busiest
+        if epoch >= 1 and waited > max(IDLE_SECONDS, IDLE_SHARE * wall):
+            idle[epoch] = waited
+    return idle
 
 
 def summarise(results: list[dict]) -> dict:
@@ -446,12 +472,21 @@ def summarise(results: list[dict]) -> dict:
     firsts = [r["seconds_per_epoch"][0] for r in done]
     later = [s for r in done for s in r["seconds_per_epoch"][1:]] or firsts
     steady = statistics.median(later)
+    idle = [idle_epochs(r["seconds_per_epoch"], r.get("cpu_seconds_per_epoch")) for r in done]
+    busy = [s for r, gaps in zip(done, idle) for epoch, s in enumerate(r["seconds_per_epoch"])
+            if epoch >= 1 and epoch not in gaps]
     values = [r["value"] for r in done if r.get("value") is not None]
     memory = [r["peak_memory_mb"] for r in done if r.get("peak_memory_mb")]
-    return {"first_epoch_seconds": statistics.mean(firsts), "steady_seconds": steady,
-            "samples_per_second": done[0]["samples_per_epoch"] / steady, "metric": done[0]["metric"],
-            "value": statistics.mean(values) if values else None, "peak_memory_mb": max(memory) if memory else None,
-            "device": done[0]["device"]}
+    summary = {"first_epoch_seconds": statistics.mean(firsts), "steady_seconds": steady,
+               "samples_per_second": done[0]["samples_per_epoch"] / steady, "metric": done[0]["metric"],
+               "value": statistics.mean(values) if values else None,
+               "peak_memory_mb": max(memory) if memory else None, "device": done[0]["device"]}
+    if any(idle):
+        summary["idle_epochs"] = [{"run": run, "epoch": epoch + 1, "idle_seconds": waited}
+                                  for run, gaps in enumerate(idle) for epoch, waited in gaps.items()]
+        if busy:
+            summary["steady_seconds_busy"] = statistics.median(busy)
+    return summary
 
 
 def markdown(result: dict) -> str:
@@ -473,7 +508,26 @@ def markdown(result: dict) -> str:
         lines.append(f"| {system} | {entry['first_epoch_seconds']:.2f} | {entry['steady_seconds']:.3f} | "
                      f"{entry['samples_per_second']:,.0f} | {memory} | {value} | "
                      f"{'–' if ratio is None else f'{ratio:.2f}x'} |")
-    return "\n".join(lines)
+    return "\n".join(lines + _idle_lines(result["systems"]))
+
+
+def _idle_lines(systems: dict) -> list[str]:
+    """A note under the table when some system's epochs waited without computing (see ``idle_epochs``)."""
+    waiting = {system: entry for system, entry in systems.items() if entry.get("idle_epochs")}
+    if not waiting:
+        return []
+    lines = [""]
+    for system, entry in waiting.items():
+        gaps = ", ".join(f"{gap['epoch']} ({gap['idle_seconds']:.1f} s)" for gap in entry["idle_epochs"])
+        lines.append(f"Idle epochs of {system} (wall time without CPU time: the process waited, on a sleeping "
+                     f"thread, a lock or the machine, rather than computed slower): {gaps}; its steady s/epoch "
+                     f"without them: "
+                     f"{entry.get('steady_seconds_busy', float('nan')):.3f}.")
+    ratios = ", ".join(f"{system} {entry['speed_vs_keras_busy']:.2f}x" for system, entry in systems.items()
+                       if entry.get("speed_vs_keras_busy"))
+    if ratios:
+        lines.append(f"vs keras, idle epochs left out: {ratios}.")
+    return lines
 
 
 def _worker_main(argv: list[str]) -> int:

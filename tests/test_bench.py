@@ -75,3 +75,30 @@ def test_workers_take_turns_one_epoch_at_a_time_and_a_crash_does_not_hang_the_ot
     # Never two epochs at once, and the order reverses every round: a b | b a | a b.
     assert all(earlier[0][1] <= later[0][0] for earlier, later in zip(spans, spans[1:]))
     assert [name for _, name in spans] == ["a", "b", "b", "a", "a", "b"]
+
+
+def test_epochs_that_waited_without_computing_are_named_and_left_out_of_a_second_ratio():
+    # keras' epochs in one real run (2026-11-24): the third and fourth held a tf.data stall, in which
+    # the process used no CPU; keras computes on ~1.65 cores, the torch run on ~1.9.
+    keras = {"seconds_per_epoch": [23.87, 23.48, 38.80, 51.58], "cpu_seconds_per_epoch": [39.4, 38.7, 38.5, 38.9],
+             "samples_per_epoch": 60000, "metric": "accuracy", "value": 0.9, "device": "cpu", "peak_memory_mb": 1}
+    torch = {**keras, "seconds_per_epoch": [20.39, 22.56, 18.73, 20.86],
+             "cpu_seconds_per_epoch": [38.7, 40.1, 36.2, 39.0]}
+    assert bench.idle_epochs(torch["seconds_per_epoch"], torch["cpu_seconds_per_epoch"]) == {}
+    idle = bench.idle_epochs(keras["seconds_per_epoch"], keras["cpu_seconds_per_epoch"])
+    assert sorted(idle) == [2, 3] and idle[2] == pytest.approx(15.45, abs=0.1)
+    assert bench.idle_epochs([1.0, 1.0, 1.0], None) == {}  # no CPU times (the convolution lesson)
+
+    summary = {"keras": bench.summarise([keras]), "torch": bench.summarise([torch])}
+    assert summary["keras"]["steady_seconds"] == 38.80 and summary["keras"]["steady_seconds_busy"] == 23.48
+    assert [gap["epoch"] for gap in summary["keras"]["idle_epochs"]] == [3, 4]
+    assert "idle_epochs" not in summary["torch"]
+    for entry in summary.values():
+        entry["speed_vs_keras"] = summary["keras"]["steady_seconds"] / entry["steady_seconds"]
+        entry["speed_vs_keras_busy"] = (summary["keras"]["steady_seconds_busy"]
+                                        / entry.get("steady_seconds_busy", entry["steady_seconds"]))
+    table = bench.markdown({"lesson": "fashion_cnn", "variant": "default", "device": "cpu", "epochs": 4,
+                            "repeats": 1, "turns": True, "profile": "full", "systems": summary})
+    assert "| keras | 23.87 | 38.800 |" in table and "| torch | 20.39 | 20.860 |" in table
+    assert "Idle epochs of keras" in table and "3 (15.4 s), 4 (28.0 s)" in table
+    assert "vs keras, idle epochs left out: keras 1.00x, torch 1.13x." in table
