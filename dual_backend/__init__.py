@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 
+from dual_backend import data  # db.data.load_fashion_mnist() etc., as in the README
 from dual_backend.callbacks import BackupAndRestore, Callback, StopTraining, TerminateOnNaN
 from dual_backend.errors import DataError, DualBackendError, TrainingDiverged, TrainingInterrupted
 from dual_backend.lessons import LESSONS

@@ -15,8 +15,6 @@ from pathlib import Path
 
 from dual_backend.errors import DualBackendError
 
-from dual_backend.errors import DualBackendError
-
 
 class Callback:
     """Override any of the hooks; ``logs`` is a dict of floats keyed like Keras' logs.

@@ -20,6 +20,12 @@ def test_importing_dual_backend_imports_neither_framework():
     assert result.stdout.strip() == "[]"
 
 
+def test_the_readme_reaches_the_data_loaders_through_the_package_alone():
+    code = "import sys, dual_backend as db; print(callable(db.data.load_fashion_mnist), 'torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True False"
+
+
 @pytest.mark.parametrize("backend", ["keras", "torch"])
 def test_choosing_a_backend_imports_only_that_framework(backend):
     other = {"keras": "torch", "torch": "tensorflow"}[backend]

@@ -225,3 +225,58 @@ def test_pooling_before_the_relu_is_the_layer_by_layer_model_bit_for_bit(lesson)
     assert all(torch.equal(got, expected) for got, expected in zip(grads, expected_grads))
     with torch.no_grad():
         assert torch.equal(module(x), module.body[-1](torch.nn.Sequential(*module.body[:-1])(x)))
+
+
+def test_keras_optimizers_step_alike_with_and_without_torchs_profiler_and_step_hooks():
+    """KerasOptimizer skips torch's record_function annotations while nobody records; under a
+    profiler, or with a step hook registered, it steps through torch's wrapper.  Same updates all
+    three ways; the hook runs once a step; the profiler still sees the optimizer's annotations."""
+    import contextlib
+
+    import torch
+
+    from torch_impl._keras_compat import KerasAdam, KerasRMSprop
+
+    for optimizer_class in (KerasAdam, KerasRMSprop):
+        results, hook_calls, annotations = [], [], set()
+        for way in ("quiet", "hooked", "profiled"):
+            weights = torch.nn.Parameter(torch.linspace(-1, 1, 7))
+            optimizer = optimizer_class([weights])
+            if way == "hooked":
+                optimizer.register_step_post_hook(lambda *args: hook_calls.append(1))
+            with torch.profiler.profile() if way == "profiled" else contextlib.nullcontext() as profile:
+                for _ in range(3):
+                    optimizer.zero_grad()
+                    (weights ** 3).sum().backward()
+                    optimizer.step()
+            if profile is not None:
+                annotations = {event.name.split("#")[0] for event in profile.events()}
+            results.append(weights.detach().clone())
+        assert all(torch.equal(result, results[0]) for result in results[1:]), optimizer_class
+        assert len(hook_calls) == 3
+        assert {"Optimizer.step", "Optimizer.zero_grad"} <= annotations
+
+
+def test_steps_handed_to_lightning_in_chunks_are_the_steps_taken_one_at_a_time():
+    """Without a callback that must see every batch, the torch backend hands Lightning 32 steps at a
+    time and steps the optimizer directly; weights and Lightning's step count (what checkpoints go
+    by) must be those of one step per Lightning batch."""
+    from dual_backend.callbacks import Callback
+
+    class EveryBatch(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches = getattr(self, "batches", 0) + 1
+
+    prepared = prepare_data(lessons.recipe("fashion_mlp"), "quick")
+    x, y = prepared.x_train[:2000], prepared.y_train[:2000]  # 63 steps an epoch, the last one of 16
+    runs = []
+    for callbacks in ([], [EveryBatch()]):
+        dual_backend.backend_package("torch").seed(0)
+        model = dual_backend.build("fashion_mlp", backend="torch", device="cpu", hidden_units=16)
+        history = model.fit(x, y, epochs=2, callbacks=callbacks, verbose=0)
+        runs.append((model.get_weights(), history.history, model.module.trainer.global_step))
+    (chunked, chunked_history, chunked_steps), (single, single_history, single_steps) = runs
+    assert callbacks[0].batches == 2 * 63
+    assert all(np.array_equal(a, b) for a, b in zip(chunked, single))
+    assert chunked_history == single_history
+    assert chunked_steps == single_steps == 2 * 63
