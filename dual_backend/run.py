@@ -194,6 +194,17 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
     if folder is not None:
         backup = BackupAndRestore(folder / "backup", identity={"profile": profile, "seed": seed,
                                                                "init_from": init_from, "same_order": same_order})
+        if resume and not backup.path(backend).exists():
+            finished = finished_run(folder / f"model{MODEL_SUFFIX[backend]}", {
+                "lesson": lesson, "variant": recipe.variant_name, "device": model.device, "profile": profile,
+                "seed": seed, "options": model.options, "init_from": init_from, "same_order": same_order,
+                "devices": devices, "speedups": dataclasses.asdict(speedups), "precision": floatx(),
+                "epochs": epochs})
+            if finished is not None:
+                if verbose:
+                    print(f"{folder} holds a finished run with these settings; not trained again "
+                          f"(delete {folder / 'metrics.json'} to train anew).")
+                return finished
         check_backup(backup.path(backend), resume, verbose)
         callbacks.append(backup)
     if recipe.dataset == "horse_or_human":
@@ -240,6 +251,21 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
                                                                      seed=seed)]
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def finished_run(model_file: Path, settings: dict) -> dict | None:
+    """The metrics a finished run left beside ``model_file`` if it ran with ``settings``, else None.
+
+    What ``--resume`` gives for a backend that had finished: ``run --backend both``
+    interrupted in its second backend resumes that one and keeps the first."""
+    try:
+        metrics = json.loads((model_file.parent / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metrics, dict) or not model_file.exists():
+        return None
+    same = json.loads(json.dumps(settings)) == {key: metrics.get(key) for key in settings}
+    return metrics if same else None
 
 
 def check_backup(path: Path, resume: bool, verbose) -> None:

@@ -324,6 +324,43 @@ def test_resume_with_nothing_to_resume_trains_from_epoch_1(backend, tmp_path, ca
     assert f"Nothing to resume in {tmp_path / backend / 'backup'}: training from epoch 1." in capsys.readouterr().out
 
 
+def test_resume_of_a_finished_run_keeps_it_and_other_settings_train_anew(backend, tmp_path, capsys, monkeypatch):
+    finished = hello_world_run(backend, tmp_path, epochs=2)
+    model_file = tmp_path / backend / f"model{run.MODEL_SUFFIX[backend]}"
+    written = model_file.stat().st_mtime_ns
+    fits = []
+    fit = dual_backend.Model.fit
+    monkeypatch.setattr(dual_backend.Model, "fit", lambda *args, **kwargs: fits.append(1) or fit(*args, **kwargs))
+    assert hello_world_run(backend, tmp_path, epochs=2, resume=True, verbose=1) == finished
+    assert f"{tmp_path / backend} holds a finished run with these settings; not trained again" \
+           in capsys.readouterr().out
+    assert not fits and model_file.stat().st_mtime_ns == written
+    assert hello_world_run(backend, tmp_path, epochs=3, resume=True)["epochs_run"] == 3  # other settings
+    assert fits == [1]
+
+
+def test_run_both_resumed_after_its_second_backend_was_interrupted_trains_only_that_one(tmp_path, monkeypatch,
+                                                                                         capsys):
+    argv = ["run", "hello_world", "--backend", "both", "--epochs", "2", "--seed", "0", "--out", str(tmp_path)]
+    children = []
+
+    def child(command):  # each backend's process, run here; torch's is "interrupted" the first time
+        backend = command[command.index("--backend") + 1]
+        children.append((backend, "--resume" in command))
+        if backend == "torch" and len(children) == 2:
+            return 130
+        return cli.main(command[3:])
+
+    monkeypatch.setattr(cli, "_run_child", child)
+    assert cli.main(argv) == 130
+    keras_metrics = (tmp_path / "keras" / "metrics.json").read_text()
+    assert cli.main([*argv, "--resume"]) == 0
+    assert children == [("keras", False), ("torch", False), ("keras", True), ("torch", True)]
+    assert f"{tmp_path / 'keras'} holds a finished run with these settings" in capsys.readouterr().out
+    assert (tmp_path / "keras" / "metrics.json").read_text() == keras_metrics
+    assert (tmp_path / "torch" / "metrics.json").exists()
+
+
 def test_resume_continues_an_interrupted_run_to_the_end(backend, interrupted_hello_world):
     metrics = hello_world_run(backend, interrupted_hello_world, resume=True)
     assert metrics["epochs_run"] == 3 and not (interrupted_hello_world / backend / "backup").exists()
