@@ -345,8 +345,8 @@ class KerasOptimizer(torch.optim.Optimizer):
     ``step`` and ``zero_grad`` skip torch's profiler annotations while no
     profiler is recording: ``torch.optim.Optimizer`` opens a
     ``record_function`` around every ``step`` and ``zero_grad`` whether or not
-    anyone records, two dispatched ops each, ~130 µs of a ~750 µs fashion_mlp
-    step here (py-spy: 11 % of the torch backend's training time).  With a
+    anyone records, two dispatched ops each: 60-130 µs of a 600-750 µs
+    fashion_mlp step here (py-spy: 11 % of the torch backend's training time).  With a
     profiler on, or any step hook registered (torch's global ones or this
     optimizer's), ``step`` goes through torch's own wrapper as before.
     """
@@ -615,9 +615,9 @@ def freed_memory_kept():
     Inside this block every block comes from the heap (no mmap) and nothing
     is trimmed, so a step reuses the last step's pages.  (Trimming is off, not
     just raised: with a 1 GiB threshold horse_or_human's step freed more than
-    that at the top of the heap, and in 2 processes of 3 glibc gave it back
-    every step: 350,000-620,000 faults and 3.3-5.2 s a step, against none and
-    1.9-2.3 s with trimming off.)  This is PyTorch's own
+    that at the top of the heap, and in 3 processes of 6 glibc gave it back
+    every step: 310,000-925,000 faults and 2.9-5.2 s a step, against none and
+    1.9-2.4 s with trimming off, in 9 processes of 9.)  This is PyTorch's own
     advice for CPU training (its performance-tuning guide: a caching malloc
     such as jemalloc or tcmalloc) done with glibc's ``mallopt`` instead of a
     preloaded library.  On the way out mmap is allowed again, the thresholds
