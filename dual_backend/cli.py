@@ -182,17 +182,20 @@ def _print_side_by_side(results: list[dict]) -> None:
     low, high = first["expected"]
     print(f"\n{first['lesson']} ({first['variant']}), {first['profile']} profile, "
           f"expected {judged} in [{low:g}, {high:g}]")
-    header = f"{'backend':<8}{'device':<8}{'epochs':>7}{'s/epoch':>9}" + "".join(f"{'test ' + k:>14}" for k in keys)
+    widths = {k: max(14, len(f"test {k}") + 2) for k in keys}  # a column at least 2 wider than its name
+    judged_width = max(14, len(judged) + 2)
+    header = f"{'backend':<8}{'device':<8}{'epochs':>7}{'s/epoch':>9}" + "".join(
+        f"{'test ' + k:>{widths[k]}}" for k in keys)
     if first["judged_on"] == "training":
-        header += f"{judged:>14}"
+        header += f"{judged:>{judged_width}}"
     print(header + "  verdict")
     for result in results:
         per_epoch = result["seconds_per_epoch"]
         steady = sum(per_epoch[1:]) / len(per_epoch[1:]) if len(per_epoch) > 1 else sum(per_epoch)
         row = f"{result['backend']:<8}{result['device']:<8}{result['epochs_run']:>7}{steady:>9.2f}"
-        row += "".join(f"{result['test'][k]:>14.4f}" for k in keys)
+        row += "".join(f"{result['test'][k]:>{widths[k]}.4f}" for k in keys)
         if first["judged_on"] == "training":
-            row += f"{_judged_value(result):>14.4f}"
+            row += f"{_judged_value(result):>{judged_width}.4f}"
         print(row + ("  inside" if result["inside_expected"] else "  OUTSIDE"))
     if len(results) == 2:
         key = first["judged_by"]

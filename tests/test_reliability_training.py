@@ -356,7 +356,9 @@ def test_run_both_resumed_after_its_second_backend_was_interrupted_trains_only_t
     keras_metrics = (tmp_path / "keras" / "metrics.json").read_text()
     assert cli.main([*argv, "--resume"]) == 0
     assert children == [("keras", False), ("torch", False), ("keras", True), ("torch", True)]
-    assert f"{tmp_path / 'keras'} holds a finished run with these settings" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'keras'} holds a finished run with these settings" in out
+    assert "    test loss  test prediction  verdict" in out  # the side-by-side table, columns apart
     assert (tmp_path / "keras" / "metrics.json").read_text() == keras_metrics
     assert (tmp_path / "torch" / "metrics.json").exists()
 
