@@ -193,8 +193,8 @@ def _measure_keras_on_torch(recipe, epochs, device, profile, seed) -> dict:
     metric, value = _keras_score(recipe, model, prepared)
     import torch
 
-    return _result("keras-on-torch", timer.seconds, timer.cpu_seconds, _samples_per_epoch(recipe, profile), metric, value,
-                   "gpu" if torch.cuda.is_available() else "cpu")
+    return _result("keras-on-torch", timer.seconds, timer.cpu_seconds, _samples_per_epoch(recipe, profile), metric,
+                   value, "gpu" if torch.cuda.is_available() else "cpu")
 
 
 def keras_epoch_timer(keras, turns: Turns = Turns()):
@@ -278,14 +278,12 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dic
                     index = order[start:start + batch]
                     yield module.in_memory_format(x_all[index]), y_all[index]
 
-        seconds, cpu_seconds, correct, turns = [], [], 0.0, Turns.from_environment()
-        for _ in range(epochs):
-            turns.wait()
-            start, cpu_start = time.perf_counter(), time.process_time()
+        timer, correct = TurnTimer(Turns.from_environment()), 0.0  # the backends' epoch timer, called by hand
+        for epoch in range(epochs):
+            timer.on_epoch_begin(epoch)
             correct = train_epoch(batches())
-            seconds.append(time.perf_counter() - start)
-            cpu_seconds.append(time.process_time() - cpu_start)
-        turns.wait()
+            timer.on_epoch_end(epoch)
+        timer.on_train_end()
     metric = recipe.lesson.metric
     if metric is None:  # hello_world: the prediction for x = 10
         module.eval()
@@ -296,7 +294,7 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dic
         value = correct / samples
     else:
         value = _plain_torch_accuracy(module, prepared, loss_name, torch_device, compat)
-    return _result("plain-torch", seconds, cpu_seconds, samples, metric, value,
+    return _result("plain-torch", timer.seconds, timer.cpu_seconds, samples, metric, value,
                    torch_device.type.replace("cuda", "gpu"))
 
 
@@ -429,13 +427,7 @@ def bench(lesson: str, variant: str | None = None, systems=tuple(SYSTEMS), epoch
         for system in order:
             say(f"bench {lesson}: {system} (repeat {repeat + 1}/{repeats}) ...")
             runs[system].append(_run_worker(commands[system]))
-    summary = {system: summarise(results) for system, results in runs.items()}
-    keras_steady = summary.get("keras", {}).get("steady_seconds")
-    keras_busy = summary.get("keras", {}).get("steady_seconds_busy", keras_steady)
-    for entry in summary.values():
-        if keras_steady and entry.get("steady_seconds"):
-            entry["speed_vs_keras"] = keras_steady / entry["steady_seconds"]
-            entry["speed_vs_keras_busy"] = keras_busy / entry.get("steady_seconds_busy", entry["steady_seconds"])
+    summary = add_ratios({system: summarise(results) for system, results in runs.items()})
     from dual_backend.run import hardware
 
     return {"lesson": lesson, "variant": lessons.recipe(lesson, variant).variant_name, "device": device,
@@ -443,6 +435,17 @@ def bench(lesson: str, variant: str | None = None, systems=tuple(SYSTEMS), epoch
             "hardware": hardware(),
             "speedups": speedups.flags(),
             "systems": summary, "runs": runs}
+
+
+def add_ratios(summary: dict) -> dict:
+    """Each system's speed relative to keras: steady seconds, and steady seconds without idle epochs."""
+    keras_steady = summary.get("keras", {}).get("steady_seconds")
+    keras_busy = summary.get("keras", {}).get("steady_seconds_busy", keras_steady)
+    for entry in summary.values():
+        if keras_steady and entry.get("steady_seconds"):
+            entry["speed_vs_keras"] = keras_steady / entry["steady_seconds"]
+            entry["speed_vs_keras_busy"] = keras_busy / entry.get("steady_seconds_busy", entry["steady_seconds"])
+    return summary
 
 
 # An epoch counts as idle when, at the CPU use of the busiest later epoch, its CPU time would have
@@ -456,12 +459,8 @@ def idle_epochs(seconds: list[float], cpu_seconds: list[float] | None) -> dict[i
     if not cpu_seconds or len(seconds) < 3:
         return {}
     busiest = max(cpu / wall for wall, cpu in zip(seconds[1:], cpu_seconds[1:]) if wall > 0)
-    idle = {}
-    for epoch, (wall, cpu) in enumerate(zip(seconds, cpu_seconds)):
-        waited = wall - cpu / busiest
-        if epoch >= 1 and waited > max(IDLE_SECONDS, IDLE_SHARE * wall):
-            idle[epoch] = waited
-    return idle
+    waits = {epoch: wall - cpu / busiest for epoch, (wall, cpu) in enumerate(zip(seconds, cpu_seconds)) if epoch}
+    return {epoch: waited for epoch, waited in waits.items() if waited > max(IDLE_SECONDS, IDLE_SHARE * seconds[epoch])}
 
 
 def summarise(results: list[dict]) -> dict:

@@ -190,16 +190,17 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
     order_seed = (seed or 0) if same_order else None
     epochs = recipe.profile_epochs(profile) if epochs is None else epochs
     callbacks = course_callbacks(recipe) + framework_callbacks(recipe, backend, folder) + list(callbacks or [])
+    # What this run is, as metrics.json records it (and as --resume recognises a finished run by).
+    settings = {"lesson": lesson, "variant": recipe.variant_name, "backend": backend, "device": model.device,
+                "profile": profile, "seed": seed, "options": model.options, "init_from": init_from,
+                "same_order": same_order, "devices": devices, "speedups": dataclasses.asdict(speedups),
+                "precision": floatx(), "epochs": epochs}
     backup = None
     if folder is not None:
         backup = BackupAndRestore(folder / "backup", identity={"profile": profile, "seed": seed,
                                                                "init_from": init_from, "same_order": same_order})
         if resume and not backup.path(backend).exists():
-            finished = finished_run(folder / f"model{MODEL_SUFFIX[backend]}", {
-                "lesson": lesson, "variant": recipe.variant_name, "device": model.device, "profile": profile,
-                "seed": seed, "options": model.options, "init_from": init_from, "same_order": same_order,
-                "devices": devices, "speedups": dataclasses.asdict(speedups), "precision": floatx(),
-                "epochs": epochs})
+            finished = finished_run(folder / f"model{MODEL_SUFFIX[backend]}", settings)
             if finished is not None:
                 if verbose:
                     print(f"{folder} holds a finished run with these settings; not trained again "
@@ -229,11 +230,7 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
     predictions = show_predictions(recipe, model, prepared, verbose)
     expected = recipe.expected(profile)
     metrics = {
-        "lesson": lesson, "variant": recipe.variant_name, "backend": backend, "device": model.device,
-        "profile": profile, "seed": seed, "options": model.options,
-        "init_from": init_from, "same_order": same_order, "devices": devices,
-        "speedups": dataclasses.asdict(speedups), "precision": floatx(),
-        "epochs": epochs, "epochs_run": len(history.epoch), "params": model.count_params(),
+        **settings, "epochs_run": len(history.epoch), "params": model.count_params(),
         "seconds_per_epoch": history.seconds_per_epoch, "test": test,
         "final_training": {k: v[-1] for k, v in history.history.items()} if history.epoch else {},
         "judged_by": key, "judged_on": "training" if recipe.lesson.judge_training else "test",

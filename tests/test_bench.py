@@ -89,14 +89,11 @@ def test_epochs_that_waited_without_computing_are_named_and_left_out_of_a_second
     assert sorted(idle) == [2, 3] and idle[2] == pytest.approx(15.45, abs=0.1)
     assert bench.idle_epochs([1.0, 1.0, 1.0], None) == {}  # no CPU times (the convolution lesson)
 
-    summary = {"keras": bench.summarise([keras]), "torch": bench.summarise([torch])}
+    summary = bench.add_ratios({"keras": bench.summarise([keras]), "torch": bench.summarise([torch])})
     assert summary["keras"]["steady_seconds"] == 38.80 and summary["keras"]["steady_seconds_busy"] == 23.48
     assert [gap["epoch"] for gap in summary["keras"]["idle_epochs"]] == [3, 4]
     assert "idle_epochs" not in summary["torch"]
-    for entry in summary.values():
-        entry["speed_vs_keras"] = summary["keras"]["steady_seconds"] / entry["steady_seconds"]
-        entry["speed_vs_keras_busy"] = (summary["keras"]["steady_seconds_busy"]
-                                        / entry.get("steady_seconds_busy", entry["steady_seconds"]))
+    assert summary["torch"]["speed_vs_keras"] == pytest.approx(38.80 / 20.86)
     table = bench.markdown({"lesson": "fashion_cnn", "variant": "default", "device": "cpu", "epochs": 4,
                             "repeats": 1, "turns": True, "profile": "full", "systems": summary})
     assert "| keras | 23.87 | 38.800 |" in table and "| torch | 20.39 | 20.860 |" in table

@@ -227,7 +227,7 @@ def test_pooling_before_the_relu_is_the_layer_by_layer_model_bit_for_bit(lesson)
         assert torch.equal(module(x), module.body[-1](torch.nn.Sequential(*module.body[:-1])(x)))
 
 
-def test_keras_optimizers_step_alike_with_and_without_torchs_profiler_and_step_hooks():
+def test_keras_optimizers_step_alike_with_and_without_torchs_profiler_and_step_hooks(monkeypatch):
     """KerasOptimizer skips torch's record_function annotations while nobody records; under a
     profiler, or with a step hook registered, it steps through torch's wrapper.  Same updates all
     three ways; the hook runs once a step; the profiler still sees the optimizer's annotations."""
@@ -237,6 +237,10 @@ def test_keras_optimizers_step_alike_with_and_without_torchs_profiler_and_step_h
 
     from torch_impl._keras_compat import KerasAdam, KerasRMSprop
 
+    opened = []  # record_function annotations entered: none while nobody records
+    enter = torch.autograd.profiler.record_function.__enter__
+    monkeypatch.setattr(torch.autograd.profiler.record_function, "__enter__",
+                        lambda self: opened.append(self.name) or enter(self))
     for optimizer_class in (KerasAdam, KerasRMSprop):
         results, hook_calls, annotations = [], [], set()
         for way in ("quiet", "hooked", "profiled"):
@@ -244,11 +248,14 @@ def test_keras_optimizers_step_alike_with_and_without_torchs_profiler_and_step_h
             optimizer = optimizer_class([weights])
             if way == "hooked":
                 optimizer.register_step_post_hook(lambda *args: hook_calls.append(1))
+            opened.clear()
             with torch.profiler.profile() if way == "profiled" else contextlib.nullcontext() as profile:
                 for _ in range(3):
                     optimizer.zero_grad()
                     (weights ** 3).sum().backward()
                     optimizer.step()
+            if way == "quiet":
+                assert opened == [], opened
             if profile is not None:
                 annotations = {event.name.split("#")[0] for event in profile.events()}
             results.append(weights.detach().clone())
