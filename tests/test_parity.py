@@ -264,6 +264,35 @@ def test_keras_optimizers_step_alike_with_and_without_torchs_profiler_and_step_h
         assert {"Optimizer.step", "Optimizer.zero_grad"} <= annotations
 
 
+@pytest.mark.parametrize("gradient_layout", ["the weight's (torch's fused kernel)", "another (foreach)"])
+def test_keras_adam_applies_keras_update_rule_in_float64(gradient_layout, monkeypatch):
+    """KerasAdam on the CPU goes through torch's fused Adam kernel with a learning rate and ε
+    rescaled into Keras' update, or through foreach ops when a gradient is laid out unlike its
+    weight.  In float64 both must be Keras' rule written out (m, v with Python's 1 − β, α with
+    float32-rounded betas) to rounding: feeding the kernel float32-rounded betas, say, is 7e-9 off."""
+    import torch
+
+    from torch_impl import _keras_compat
+
+    fused_calls = []
+    adam = _keras_compat.torch_adam.adam
+    monkeypatch.setattr(_keras_compat.torch_adam, "adam", lambda *a, **k: fused_calls.append(1) or adam(*a, **k))
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.nn.Parameter(torch.randn(6, 5, generator=generator, dtype=torch.float64))
+    optimizer = _keras_compat.KerasAdam([weights])
+    expected, m, v = weights.detach().clone(), torch.zeros_like(weights), torch.zeros_like(weights)
+    for t in range(1, 6):
+        gradient = torch.randn(5, 6, generator=generator, dtype=torch.float64).t() * 10.0 ** -t
+        weights.grad = gradient.contiguous() if gradient_layout.startswith("the weight") else gradient
+        optimizer.step()
+        alpha = float(_keras_compat.keras_step_size(1e-3, 0.9, 0.999, t, torch.float64))
+        m = m + (gradient - m) * (1 - 0.9)
+        v = v + (gradient * gradient - v) * (1 - 0.999)
+        expected = expected - alpha * m / (v.sqrt() + 1e-7)
+        assert (weights.detach() - expected).abs().max() <= 1e-15
+    assert len(fused_calls) == (5 if gradient_layout.startswith("the weight") else 0)
+
+
 def test_steps_handed_to_lightning_in_chunks_are_the_steps_taken_one_at_a_time():
     """Without a callback that must see every batch, the torch backend hands Lightning 32 steps at a
     time and steps the optimizer directly; weights and Lightning's step count (what checkpoints go
