@@ -35,7 +35,6 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torch.optim.adam as torch_adam
 import torch.optim.optimizer as torch_optimizer
 from torch import nn
 
@@ -408,16 +407,20 @@ class KerasAdam(KerasOptimizer):
     different ε, which matters early in training and for tiny gradients.)
 
     On the CPU the update goes through torch's fused Adam kernel
-    (``torch.optim.adam.adam(fused=True)``, public), given the learning rate
-    and ε that make its update Keras': with ``c1 = 1−β1ᵗ`` and ``c2 = 1−β2ᵗ``
-    as the kernel computes them, ``lr' = α·c1/√c2`` and ``ε' = ε/√c2`` turn
-    ``(lr'/c1)·m / (√v/√c2 + ε')`` into ``α·m / (√v + ε)``.  One pass over the
-    weights instead of six foreach passes (each a loop of per-tensor kernels
-    on the CPU): 58-71 µs against 161-174 µs per fashion_mlp update here, the
-    largest single cost of its step.  The same formula, another rounding (a
-    few ulp per step, as between the two foreach orders; the one-step parity
-    test holds it to Keras).  Elsewhere (GPUs; weights whose gradients are
-    laid out unlike them) the foreach update below.
+    (``torch._fused_adam_``, what ``torch.optim.Adam(fused=True)`` runs),
+    given the learning rate and ε that make its update Keras': with
+    ``c1 = 1−β1ᵗ`` and ``c2 = 1−β2ᵗ`` as the kernel computes them,
+    ``lr' = α·c1/√c2`` and ``ε' = ε/√c2`` turn ``(lr'/c1)·m / (√v/√c2 + ε')``
+    into ``α·m / (√v + ε)``.  One pass over the weights instead of six foreach
+    ops, each a loop of per-tensor kernels on the CPU: a whole fashion_mlp
+    ``step`` takes 68-81 µs here, against 161-174 µs with the foreach ops and
+    101-106 µs through the public ``torch.optim.adam.adam(fused=True)``, whose
+    grouping of tensors and foreach increment of per-weight step counters cost
+    the difference (the kernel only reads the step, so one tensor holding ``t``
+    serves every weight).  The same formula, another rounding; in float64 both
+    ways are Keras' rule written out to 1e-15 (tests/test_parity.py, which also
+    fails if the kernel's signature changes).  Elsewhere (GPUs; gradients laid
+    out unlike their weights) the foreach update below.
     """
 
     def __init__(self, params, lr=1e-3, beta_1=0.9, beta_2=0.999, eps=1e-7):
@@ -430,9 +433,9 @@ class KerasAdam(KerasOptimizer):
         if all(p.device.type == "cpu" and g.stride() == p.stride() for p, g in zip(params, grads)):
             # The kernel's (1 − β) are Keras' (Python floats); α carries Keras' float32-rounded betas.
             c1, c2 = 1 - beta_1 ** t, 1 - beta_2 ** t
-            steps = [torch.tensor(t - 1.0) for _ in params]  # the kernel adds 1, then reads t
-            torch_adam.adam(
-                params, grads, momentums, velocities, [], steps, fused=True, amsgrad=False, maximize=False,
+            steps = [torch.tensor(float(t))] * len(params)  # the kernel reads t (from each)
+            torch._fused_adam_(
+                params, grads, momentums, velocities, [], steps, amsgrad=False, maximize=False,
                 beta1=beta_1, beta2=beta_2, lr=alpha * c1 / math.sqrt(c2), weight_decay=0.0,
                 eps=group["eps"] / math.sqrt(c2))
             return
