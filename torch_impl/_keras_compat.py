@@ -400,6 +400,14 @@ def keras_step_size(lr, beta_1, beta_2, t, dtype):
     return real(lr) * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
 
 
+def fused_kernel_fits(weight, *alike) -> bool:
+    """Whether torch's fused CPU Adam kernel can update ``weight``: it walks the weight, its gradient
+    and its state as flat arrays, so all must be on the CPU, dense, and laid out alike (a gradient
+    assigned by hand, or state loaded from another layout, may not be)."""
+    dense = weight.is_contiguous() or weight.is_contiguous(memory_format=torch.channels_last)
+    return weight.device.type == "cpu" and dense and all(t.stride() == weight.stride() for t in alike)
+
+
 class KerasAdam(KerasOptimizer):
     """Adam as Keras 3 applies it: ``lr·√(1−β2ᵗ)/(1−β1ᵗ) · m / (√v + ε)``, ε 1e-7.
 
@@ -419,8 +427,8 @@ class KerasAdam(KerasOptimizer):
     the difference (the kernel only reads the step, so one tensor holding ``t``
     serves every weight).  The same formula, another rounding; in float64 both
     ways are Keras' rule written out to 1e-15 (tests/test_parity.py, which also
-    fails if the kernel's signature changes).  Elsewhere (GPUs; gradients laid
-    out unlike their weights) the foreach update below.
+    fails if the kernel's signature changes).  Elsewhere (GPUs; gradients or
+    state laid out unlike their weights) the foreach update below.
     """
 
     def __init__(self, params, lr=1e-3, beta_1=0.9, beta_2=0.999, eps=1e-7):
@@ -430,7 +438,7 @@ class KerasAdam(KerasOptimizer):
         beta_1, beta_2, t = group["beta_1"], group["beta_2"], group["iterations"]
         alpha = float(keras_step_size(group["lr"], beta_1, beta_2, t, params[0].dtype))
         momentums, velocities = self.slots(params, "momentum"), self.slots(params, "velocity")
-        if all(p.device.type == "cpu" and g.stride() == p.stride() for p, g in zip(params, grads)):
+        if all(fused_kernel_fits(p, g, m, v) for p, g, m, v in zip(params, grads, momentums, velocities)):
             # The kernel's (1 − β) are Keras' (Python floats); α carries Keras' float32-rounded betas.
             c1, c2 = 1 - beta_1 ** t, 1 - beta_2 ** t
             steps = [torch.tensor(float(t))] * len(params)  # the kernel reads t (from each)
