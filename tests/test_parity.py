@@ -264,12 +264,14 @@ def test_keras_optimizers_step_alike_with_and_without_torchs_profiler_and_step_h
         assert {"Optimizer.step", "Optimizer.zero_grad"} <= annotations
 
 
-@pytest.mark.parametrize("gradient_layout", ["the weight's (torch's fused kernel)", "another (foreach)"])
-def test_keras_adam_applies_keras_update_rule_in_float64(gradient_layout, monkeypatch):
+@pytest.mark.parametrize("layout", ["the weight's (torch's fused kernel)", "gradient unlike the weight (foreach)",
+                                    "state unlike the weight (foreach)"])
+def test_keras_adam_applies_keras_update_rule_in_float64(layout, monkeypatch):
     """KerasAdam on the CPU goes through torch's fused Adam kernel with a learning rate and ε
-    rescaled into Keras' update, or through foreach ops when a gradient is laid out unlike its
-    weight.  In float64 both must be Keras' rule written out (m, v with Python's 1 − β, α with
-    float32-rounded betas) to rounding: feeding the kernel float32-rounded betas, say, is 7e-9 off."""
+    rescaled into Keras' update, or through foreach ops when a gradient or the optimizer's state
+    is laid out unlike its weight (the kernel walks them all as flat arrays).  In float64 both
+    must be Keras' rule written out (m, v with Python's 1 − β, α with float32-rounded betas) to
+    rounding: feeding the kernel float32-rounded betas, say, is 7e-9 off."""
     import torch
 
     from torch_impl import _keras_compat
@@ -280,17 +282,20 @@ def test_keras_adam_applies_keras_update_rule_in_float64(gradient_layout, monkey
     generator = torch.Generator().manual_seed(0)
     weights = torch.nn.Parameter(torch.randn(6, 5, generator=generator, dtype=torch.float64))
     optimizer = _keras_compat.KerasAdam([weights])
+    if layout.startswith("state"):  # as if loaded from a checkpoint of a transposed layout
+        for name in ("momentum", "velocity"):
+            optimizer.state[weights][name] = torch.zeros(5, 6, dtype=torch.float64).t()
     expected, m, v = weights.detach().clone(), torch.zeros_like(weights), torch.zeros_like(weights)
     for t in range(1, 6):
         gradient = torch.randn(5, 6, generator=generator, dtype=torch.float64).t() * 10.0 ** -t
-        weights.grad = gradient.contiguous() if gradient_layout.startswith("the weight") else gradient
+        weights.grad = gradient if layout.startswith("gradient") else gradient.contiguous()
         optimizer.step()
         alpha = float(_keras_compat.keras_step_size(1e-3, 0.9, 0.999, t, torch.float64))
         m = m + (gradient - m) * (1 - 0.9)
         v = v + (gradient * gradient - v) * (1 - 0.999)
         expected = expected - alpha * m / (v.sqrt() + 1e-7)
         assert (weights.detach() - expected).abs().max() <= 1e-15
-    assert len(fused_calls) == (5 if gradient_layout.startswith("the weight") else 0)
+    assert len(fused_calls) == (5 if layout.startswith("the weight") else 0)
 
 
 def test_steps_handed_to_lightning_in_chunks_are_the_steps_taken_one_at_a_time():
