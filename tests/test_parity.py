@@ -194,6 +194,51 @@ def test_the_contiguous_max_pool_is_torchs_own_bit_for_bit():
             assert torch.equal(MaxPooling2D((2, 2))(x), F.max_pool2d(x, 2, 2))
 
 
+# Every lesson's convolution followed by pooling (fashion_cnn's two, horse_or_human's four), and the
+# edge of torch's own choice: one small image goes through torch's native kernel, not oneDNN.
+CONV_THEN_POOL = [((32, 1, 28, 28), 64), ((32, 64, 13, 13), 64), ((2, 1, 28, 28), 16), ((1, 1, 28, 28), 64),
+                  ((1, 3, 300, 300), 16), ((2, 16, 149, 149), 32), ((2, 32, 73, 73), 64), ((2, 64, 35, 35), 64)]
+
+
+@pytest.mark.parametrize("shape, filters", CONV_THEN_POOL)
+def test_convolution_and_pooling_through_onednn_are_torchs_own_bit_for_bit(shape, filters, monkeypatch):
+    """conv_then_pool keeps the convolution's output in oneDNN's layout for the pooling; outputs and
+    the gradients of input, kernel and bias must be torch's layer-by-layer ones bit for bit (ties
+    and zeros included, training and inference), and the oneDNN path must be the one taken."""
+    import torch
+    import torch.nn.functional as F
+
+    from torch_impl import _keras_compat
+    from torch_impl._keras_compat import MaxPooling2D, conv_then_pool
+
+    used = []
+    apply = _keras_compat._OneDNNConvPool.apply
+    monkeypatch.setattr(_keras_compat._OneDNNConvPool, "apply", lambda *args: used.append(1) or apply(*args))
+    generator = torch.Generator().manual_seed(0)
+    # Quarter steps with a blank third (as the images' backgrounds): the convolution's output is
+    # its bias there, so every window ties; zeros after the ReLU.
+    x = torch.relu(torch.randn(shape, generator=generator)).mul(4).round().div(4)
+    x[:, :, :shape[2] // 3] = 0
+    conv = torch.nn.Conv2d(shape[1], filters, 3)
+    torch.nn.init.normal_(conv.weight, std=(9 * shape[1]) ** -0.5, generator=generator)
+    torch.nn.init.normal_(conv.bias, std=0.1, generator=generator)
+    grad = torch.randn(shape[0], filters, (shape[2] - 2) // 2, (shape[3] - 2) // 2, generator=generator)
+    results = []
+    for pooled in (lambda v: F.max_pool2d(conv(v), 2, 2), lambda v: conv_then_pool(conv, MaxPooling2D(2), v)):
+        conv.zero_grad()
+        leaf = x.clone().requires_grad_(shape[1] > 1)
+        output = pooled(leaf)
+        output.backward(grad)
+        with torch.no_grad():
+            inferred = pooled(x)
+        results.append([output.detach(), conv.weight.grad, conv.bias.grad, leaf.grad, inferred])
+    bits = [[t.contiguous().view(torch.int32) if t is not None else None for t in found] for found in results]
+    for expected, got, name in zip(*bits, ["output", "kernel gradient", "bias gradient", "input gradient",
+                                           "inference output"]):
+        assert (got is None and expected is None) or torch.equal(got, expected), name
+    assert len(used) == (2 if shape[0] > 1 or x.numel() > 20480 else 0)
+
+
 @pytest.mark.parametrize("lesson", ["fashion_cnn", "horse_or_human"])
 def test_pooling_before_the_relu_is_the_layer_by_layer_model_bit_for_bit(lesson):
     """Sequential.hidden applies a Conv2D's ReLU after the MaxPooling2D that follows it; the loss,
