@@ -195,16 +195,20 @@ def test_the_contiguous_max_pool_is_torchs_own_bit_for_bit():
 
 
 # Every lesson's convolution followed by pooling (fashion_cnn's two, horse_or_human's four), and the
-# edge of torch's own choice: one small image goes through torch's native kernel, not oneDNN.
-CONV_THEN_POOL = [((32, 1, 28, 28), 64), ((32, 64, 13, 13), 64), ((2, 1, 28, 28), 16), ((1, 1, 28, 28), 64),
-                  ((1, 3, 300, 300), 16), ((2, 16, 149, 149), 32), ((2, 32, 73, 73), 64), ((2, 64, 35, 35), 64)]
+# edges of torch's own choice: one small image goes through torch's native kernel, and one-channel
+# images permuted from NHWC (the front end's fashion_cnn batches) read as channels-last.
+CONV_THEN_POOL = [((32, 1, 28, 28), 64, False), ((32, 64, 13, 13), 64, False), ((2, 1, 28, 28), 16, False),
+                  ((1, 1, 28, 28), 64, False), ((32, 1, 28, 28), 64, True), ((1, 3, 300, 300), 16, False),
+                  ((2, 16, 149, 149), 32, False), ((2, 32, 73, 73), 64, False), ((2, 64, 35, 35), 64, False)]
 
 
-@pytest.mark.parametrize("shape, filters", CONV_THEN_POOL)
-def test_convolution_and_pooling_through_onednn_are_torchs_own_bit_for_bit(shape, filters, monkeypatch):
+@pytest.mark.parametrize("shape, filters, from_nhwc", CONV_THEN_POOL)
+def test_convolution_and_pooling_through_onednn_are_torchs_own_bit_for_bit(shape, filters, from_nhwc,
+                                                                           monkeypatch):
     """conv_then_pool keeps the convolution's output in oneDNN's layout for the pooling; outputs and
     the gradients of input, kernel and bias must be torch's layer-by-layer ones bit for bit (ties
-    and zeros included, training and inference), and the oneDNN path must be the one taken."""
+    and zeros included, training and inference), and the oneDNN path must be the one taken where
+    torch itself convolves NCHW with oneDNN."""
     import torch
     import torch.nn.functional as F
 
@@ -219,6 +223,8 @@ def test_convolution_and_pooling_through_onednn_are_torchs_own_bit_for_bit(shape
     # its bias there, so every window ties; zeros after the ReLU.
     x = torch.relu(torch.randn(shape, generator=generator)).mul(4).round().div(4)
     x[:, :, :shape[2] // 3] = 0
+    if from_nhwc:
+        x = torch.empty(shape[0], *shape[2:], shape[1]).copy_(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
     conv = torch.nn.Conv2d(shape[1], filters, 3)
     torch.nn.init.normal_(conv.weight, std=(9 * shape[1]) ** -0.5, generator=generator)
     torch.nn.init.normal_(conv.bias, std=0.1, generator=generator)
@@ -226,7 +232,7 @@ def test_convolution_and_pooling_through_onednn_are_torchs_own_bit_for_bit(shape
     results = []
     for pooled in (lambda v: F.max_pool2d(conv(v), 2, 2), lambda v: conv_then_pool(conv, MaxPooling2D(2), v)):
         conv.zero_grad()
-        leaf = x.clone().requires_grad_(shape[1] > 1)
+        leaf = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(shape[1] > 1)
         output = pooled(leaf)
         output.backward(grad)
         with torch.no_grad():
@@ -236,7 +242,7 @@ def test_convolution_and_pooling_through_onednn_are_torchs_own_bit_for_bit(shape
     for expected, got, name in zip(*bits, ["output", "kernel gradient", "bias gradient", "input gradient",
                                            "inference output"]):
         assert (got is None and expected is None) or torch.equal(got, expected), name
-    assert len(used) == (2 if shape[0] > 1 or x.numel() > 20480 else 0)
+    assert len(used) == (2 if (shape[0] > 1 or x.numel() > 20480) and not from_nhwc else 0)
 
 
 @pytest.mark.parametrize("lesson", ["fashion_cnn", "horse_or_human"])

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 import torch.optim.optimizer as torch_optimizer
 from torch import nn
+from torch._prims_common import suggest_memory_format  # torch's rule: the layout a tensor's strides mean
 
 from dual_backend import validation
 
@@ -281,12 +282,19 @@ def conv_then_pool(conv: nn.Conv2d, pool: MaxPooling2D, x):
 
 
 def _onednn_conv_pool_fits(conv: nn.Conv2d, x) -> bool:
-    """Float32 NCHW on the CPU, 'valid' padding, where torch's own convolution is oneDNN's:
-    torch 2.14 takes its native kernel (other sums) for a single small image with a 3x3 window
-    or less, and under autocast, channels-last, ``torch.compile`` the layers go one by one."""
+    """Where torch's own convolution is oneDNN's on NCHW float32 on the CPU, 'valid' padding.
+
+    torch picks the layout from the strides (``suggest_memory_format``): a
+    one-channel batch permuted from Keras' NHWC arrays, as the front end
+    feeds fashion_cnn, reads as channels-last, and torch convolves it (and the
+    layers after it) in channels-last, with other sums; those go one by one,
+    as do autocast, the ``--channels-last`` flag and ``torch.compile``.
+    torch 2.14 also takes its native kernel (other sums again) for a single
+    small image with a 3x3 window or less."""
     weight = conv.weight
     return (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and x.dim() == 4
             and x.is_contiguous() and weight.is_contiguous() and conv.bias is not None
+            and suggest_memory_format(x) == suggest_memory_format(weight) == torch.contiguous_format
             and conv.padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
             and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
