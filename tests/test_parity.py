@@ -315,12 +315,14 @@ def test_keras_optimizers_step_alike_with_and_without_torchs_profiler_and_step_h
         assert {"Optimizer.step", "Optimizer.zero_grad"} <= annotations
 
 
-@pytest.mark.parametrize("layout", ["the weight's (torch's fused kernel)", "gradient unlike the weight (foreach)",
+@pytest.mark.parametrize("layout", ["the weight's (torch's fused kernel)",
+                                    "gradient unlike the weight (copied, fused kernel)",
                                     "state unlike the weight (foreach)"])
 def test_keras_adam_applies_keras_update_rule_in_float64(layout, monkeypatch):
     """KerasAdam on the CPU goes through torch's fused Adam kernel with a learning rate and ε
-    rescaled into Keras' update, or through foreach ops when a gradient or the optimizer's state
-    is laid out unlike its weight (the kernel walks them all as flat arrays).  In float64 both
+    rescaled into Keras' update (a gradient laid out unlike its weight is copied into its layout),
+    or through foreach ops when the optimizer's state is laid out unlike its weight (the kernel
+    walks them all as flat arrays).  In float64 both
     must be Keras' rule written out (m, v with Python's 1 − β, α with float32-rounded betas) to
     rounding: feeding the kernel float32-rounded betas, say, is 7e-9 off."""
     import torch
@@ -346,7 +348,7 @@ def test_keras_adam_applies_keras_update_rule_in_float64(layout, monkeypatch):
         v = v + (gradient * gradient - v) * (1 - 0.999)
         expected = expected - alpha * m / (v.sqrt() + 1e-7)
         assert (weights.detach() - expected).abs().max() <= 1e-15
-    assert len(fused_calls) == (5 if layout.startswith("the weight") else 0)
+    assert len(fused_calls) == (0 if layout.startswith("state") else 5)
 
 
 def test_steps_handed_to_lightning_in_chunks_are_the_steps_taken_one_at_a_time():

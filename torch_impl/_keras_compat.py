@@ -481,6 +481,18 @@ def keras_step_size(lr, beta_1, beta_2, t, dtype):
     return real(lr) * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
 
 
+def laid_out_as(weight, gradient):
+    """``gradient`` in ``weight``'s memory layout on the CPU (a copy where it is not): a convolution
+    computed channels-last (fashion_cnn's, see README "Layout") hands back its kernel's gradient
+    channels-last for a contiguous kernel.  The update is elementwise, so only the fused kernel,
+    which walks both as flat arrays, cares; 37,000 floats copied cost far less than the foreach
+    ops the whole model would otherwise take (0.8 against 0.46 ms a fashion_cnn step, profiled)."""
+    dense = weight.is_contiguous() or weight.is_contiguous(memory_format=torch.channels_last)
+    if gradient.stride() == weight.stride() or weight.device.type != "cpu" or not dense:
+        return gradient
+    return torch.empty_like(weight).copy_(gradient)
+
+
 def fused_kernel_fits(weight, *alike) -> bool:
     """Whether torch's fused CPU Adam kernel can update ``weight``: it walks the weight, its gradient
     and its state as flat arrays, so all must be on the CPU, dense, and laid out alike (a gradient
@@ -508,8 +520,9 @@ class KerasAdam(KerasOptimizer):
     the difference (the kernel only reads the step, so one tensor holding ``t``
     serves every weight).  The same formula, another rounding; in float64 both
     ways are Keras' rule written out to 1e-15 (tests/test_parity.py, which also
-    fails if the kernel's signature changes).  Elsewhere (GPUs; gradients or
-    state laid out unlike their weights) the foreach update below.
+    fails if the kernel's signature changes).  A gradient laid out unlike its
+    weight is copied into the weight's layout (``laid_out_as``).  Elsewhere
+    (GPUs; state laid out unlike its weight) the foreach update below.
     """
 
     def __init__(self, params, lr=1e-3, beta_1=0.9, beta_2=0.999, eps=1e-7):
@@ -519,6 +532,7 @@ class KerasAdam(KerasOptimizer):
         beta_1, beta_2, t = group["beta_1"], group["beta_2"], group["iterations"]
         alpha = float(keras_step_size(group["lr"], beta_1, beta_2, t, params[0].dtype))
         momentums, velocities = self.slots(params, "momentum"), self.slots(params, "velocity")
+        grads = [laid_out_as(p, g) for p, g in zip(params, grads)]
         if all(fused_kernel_fits(p, g, m, v) for p, g, m, v in zip(params, grads, momentums, velocities)):
             # The kernel's (1 − β) are Keras' (Python floats); α carries Keras' float32-rounded betas.
             c1, c2 = 1 - beta_1 ** t, 1 - beta_2 ** t
