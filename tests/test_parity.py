@@ -245,6 +245,18 @@ def test_convolution_and_pooling_through_onednn_are_torchs_own_bit_for_bit(shape
     assert len(used) == (2 if (shape[0] > 1 or x.numel() > 20480) and not from_nhwc else 0)
 
 
+def test_a_second_backward_pass_through_onednn_convolution_and_pooling_says_why_it_cannot():
+    import torch
+
+    from torch_impl._keras_compat import MaxPooling2D, conv_then_pool
+
+    conv = torch.nn.Conv2d(1, 4, 3)
+    output = conv_then_pool(conv, MaxPooling2D(2), torch.rand(2, 1, 8, 8)).sum()
+    output.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="a second time: its oneDNN buffers were freed"):
+        output.backward()
+
+
 @pytest.mark.parametrize("lesson", ["fashion_cnn", "horse_or_human"])
 def test_pooling_before_the_relu_is_the_layer_by_layer_model_bit_for_bit(lesson):
     """Sequential.hidden applies a Conv2D's ReLU after the MaxPooling2D that follows it; the loss,

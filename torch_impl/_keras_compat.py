@@ -337,6 +337,9 @@ class _OneDNNConvPool(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_pooled):
         x, weight = ctx.saved_tensors
+        if not hasattr(ctx, "output"):  # freed by the first backward pass, as autograd frees saved tensors
+            raise RuntimeError("Trying to backward through a Conv2D and MaxPooling2D pair a second time: its "
+                               "oneDNN buffers were freed by the first pass. Run the forward pass again.")
         strides, pool_size, pool_strides = ctx.shapes
         grad_output = torch.ops.aten.mkldnn_max_pool2d_backward(
             grad_pooled.contiguous().to_mkldnn(), ctx.pooled, ctx.output, pool_size, pool_strides,
