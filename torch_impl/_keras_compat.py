@@ -275,7 +275,7 @@ def conv_then_pool(conv: nn.Conv2d, pool: MaxPooling2D, x):
     """``pool(conv(x))``; on the CPU through oneDNN's own tensors when torch itself would
     convolve with oneDNN (``_OneDNNConvPool``), the very same outputs and gradients."""
     if _onednn_conv_pool_fits(conv, x):
-        training = torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad)
+        training = torch.is_grad_enabled() and any(t.requires_grad for t in (x, conv.weight, conv.bias))
         return _OneDNNConvPool.apply(x, conv.weight, conv.bias, list(conv.stride), list(pool.pool_size),
                                      list(pool.strides), training)
     return pool(conv(x))
@@ -485,14 +485,18 @@ def keras_step_size(lr, beta_1, beta_2, t, dtype):
     return real(lr) * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
 
 
+def _dense_on_cpu(weight) -> bool:
+    return weight.device.type == "cpu" and (
+        weight.is_contiguous() or weight.is_contiguous(memory_format=torch.channels_last))
+
+
 def laid_out_as(weight, gradient):
     """``gradient`` in ``weight``'s memory layout on the CPU (a copy where it is not): a convolution
     computed channels-last (fashion_cnn's, see README "Layout") hands back its kernel's gradient
     channels-last for a contiguous kernel.  The update is elementwise, so only the fused kernel,
     which walks both as flat arrays, cares; 576 floats copied cost far less than the foreach ops
     the whole model would otherwise take (a fashion_cnn optimizer step: 107 against 250 µs)."""
-    dense = weight.is_contiguous() or weight.is_contiguous(memory_format=torch.channels_last)
-    if gradient.stride() == weight.stride() or weight.device.type != "cpu" or not dense:
+    if gradient.stride() == weight.stride() or not _dense_on_cpu(weight):
         return gradient
     return torch.empty_like(weight).copy_(gradient)
 
@@ -501,8 +505,7 @@ def fused_kernel_fits(weight, *alike) -> bool:
     """Whether torch's fused CPU Adam kernel can update ``weight``: it walks the weight, its gradient
     and its state as flat arrays, so all must be on the CPU, dense, and laid out alike (a gradient
     assigned by hand, or state loaded from another layout, may not be)."""
-    dense = weight.is_contiguous() or weight.is_contiguous(memory_format=torch.channels_last)
-    return weight.device.type == "cpu" and dense and all(t.stride() == weight.stride() for t in alike)
+    return _dense_on_cpu(weight) and all(t.stride() == weight.stride() for t in alike)
 
 
 class KerasAdam(KerasOptimizer):
