@@ -332,12 +332,14 @@ def test_keras_optimizers_step_alike_with_and_without_torchs_profiler_and_step_h
 
 @pytest.mark.parametrize("layout", ["the weight's (torch's fused kernel)",
                                     "gradient unlike the weight (copied, fused kernel)",
-                                    "state unlike the weight (foreach)"])
+                                    "state unlike the weight (foreach)",
+                                    "a GPU's (step size on the device; run here on the CPU)"])
 def test_keras_adam_applies_keras_update_rule_in_float64(layout, monkeypatch):
     """KerasAdam on the CPU goes through torch's fused Adam kernel with a learning rate and ε
     rescaled into Keras' update (a gradient laid out unlike its weight is copied into its layout),
     or through foreach ops when the optimizer's state is laid out unlike its weight (the kernel
-    walks them all as flat arrays).  In float64 both
+    walks them all as flat arrays); on a GPU it computes the step size on the device from a
+    count kept there (what lets a CUDA graph replay the step).  In float64 all
     must be Keras' rule written out (m, v with Python's 1 − β, α with float32-rounded betas) to
     rounding: feeding the kernel float32-rounded betas, say, is 7e-9 off."""
     import torch
@@ -350,6 +352,8 @@ def test_keras_adam_applies_keras_update_rule_in_float64(layout, monkeypatch):
     generator = torch.Generator().manual_seed(0)
     weights = torch.nn.Parameter(torch.randn(6, 5, generator=generator, dtype=torch.float64))
     optimizer = _keras_compat.KerasAdam([weights])
+    if layout.startswith("a GPU"):
+        monkeypatch.setattr(_keras_compat, "steps_on_device", lambda weight: True)
     if layout.startswith("state"):  # as if loaded from a checkpoint of a transposed layout
         for name in ("momentum", "velocity"):
             optimizer.state[weights][name] = torch.zeros(5, 6, dtype=torch.float64).t()
@@ -363,7 +367,9 @@ def test_keras_adam_applies_keras_update_rule_in_float64(layout, monkeypatch):
         v = v + (gradient * gradient - v) * (1 - 0.999)
         expected = expected - alpha * m / (v.sqrt() + 1e-7)
         assert (weights.detach() - expected).abs().max() <= 1e-15
-    assert len(fused_calls) == (0 if layout.startswith("state") else 5)
+    assert len(fused_calls) == (0 if layout.startswith(("state", "a GPU")) else 5)
+    if layout.startswith("a GPU"):
+        assert float(optimizer.param_groups[0]["iterations_on_device"]) == 5
 
 
 def test_steps_handed_to_lightning_in_chunks_are_the_steps_taken_one_at_a_time():

@@ -508,6 +508,11 @@ def fused_kernel_fits(weight, *alike) -> bool:
     return _dense_on_cpu(weight) and all(t.stride() == weight.stride() for t in alike)
 
 
+def steps_on_device(weight) -> bool:
+    """Whether Adam's step size is computed on the weight's device (GPUs: ``_update_on_device``)."""
+    return weight.device.type == "cuda"
+
+
 class KerasAdam(KerasOptimizer):
     """Adam as Keras 3 applies it: ``lr·√(1−β2ᵗ)/(1−β1ᵗ) · m / (√v + ε)``, ε 1e-7.
 
@@ -528,8 +533,8 @@ class KerasAdam(KerasOptimizer):
     serves every weight).  The same formula, another rounding; in float64 both
     ways are Keras' rule written out to 1e-15 (tests/test_parity.py, which also
     fails if the kernel's signature changes).  A gradient laid out unlike its
-    weight is copied into the weight's layout (``laid_out_as``).  Elsewhere
-    (GPUs; state laid out unlike its weight) the foreach update below.
+    weight is copied into the weight's layout (``laid_out_as``); state laid
+    out unlike its weight takes the foreach update below.  GPUs: ``_update_on_device``.
     """
 
     def __init__(self, params, lr=1e-3, beta_1=0.9, beta_2=0.999, eps=1e-7):
@@ -537,8 +542,11 @@ class KerasAdam(KerasOptimizer):
 
     def update(self, group, params, grads):
         beta_1, beta_2, t = group["beta_1"], group["beta_2"], group["iterations"]
-        alpha = float(keras_step_size(group["lr"], beta_1, beta_2, t, params[0].dtype))
         momentums, velocities = self.slots(params, "momentum"), self.slots(params, "velocity")
+        if steps_on_device(params[0]):
+            self._update_on_device(group, params, grads, momentums, velocities)
+            return
+        alpha = float(keras_step_size(group["lr"], beta_1, beta_2, t, params[0].dtype))
         grads = [laid_out_as(p, g) for p, g in zip(params, grads)]
         if all(fused_kernel_fits(p, g, m, v) for p, g, m, v in zip(params, grads, momentums, velocities)):
             # The kernel's (1 − β) are Keras' (Python floats); α carries Keras' float32-rounded betas.
@@ -555,6 +563,30 @@ class KerasAdam(KerasOptimizer):
         denominators = torch._foreach_sqrt(velocities)
         torch._foreach_add_(denominators, group["eps"])
         torch._foreach_addcdiv_(params, momentums, denominators, value=-alpha)
+
+    @staticmethod
+    def _update_on_device(group, params, grads, momentums, velocities):
+        """On a GPU the step size is computed where the weights are, as Keras computes it (float32
+        ops on the iteration count: ``lr·√(1−β2ᵗ)/(1−β1ᵗ)``), and the update is Keras' own
+        ``m·α / (√v + ε)``: no value that changes from step to step comes from the host, so a
+        CUDA graph can replay the step (``StepGraph``).  The count lives beside ``iterations`` in
+        the group (and in checkpoints with it); one on another device is made again from it."""
+        weight = params[0]
+        t = group.get("iterations_on_device")
+        if not isinstance(t, torch.Tensor) or t.device != weight.device:
+            t = group["iterations_on_device"] = torch.tensor(float(group["iterations"] - 1), dtype=weight.dtype,
+                                                             device=weight.device)
+        t.add_(1)
+        beta_1, beta_2 = float(np.float32(group["beta_1"])), float(np.float32(group["beta_2"]))
+        alpha = (1 - torch.pow(beta_2, t)).sqrt_().mul_(group["lr"]).div_(1 - torch.pow(beta_1, t))
+        torch._foreach_lerp_(momentums, grads, 1 - group["beta_1"])
+        torch._foreach_mul_(velocities, group["beta_2"])
+        torch._foreach_addcmul_(velocities, grads, grads, value=1 - group["beta_2"])
+        denominators = torch._foreach_sqrt(velocities)
+        torch._foreach_add_(denominators, group["eps"])
+        updates = torch._foreach_mul(momentums, alpha)
+        torch._foreach_div_(updates, denominators)
+        torch._foreach_sub_(params, updates)
 
 
 class KerasRMSprop(KerasOptimizer):
@@ -636,17 +668,29 @@ class EpochMeans:
 
     def __init__(self, metrics: list[str]):
         self.metrics = metrics
-        self.reset()
-
-    def reset(self):
         self.loss_sum = self.correct = 0.0
         self.seen = 0
 
+    def reset(self):
+        """Zeros, in place once the sums are tensors: a training step captured as a CUDA graph
+        (``StepGraph``) adds into these very tensors at every replay."""
+        for name in ("loss_sum", "correct"):
+            value = getattr(self, name)
+            setattr(self, name, value.zero_() if isinstance(value, torch.Tensor) else 0.0)
+        self.seen = 0
+
     def update(self, loss, correct, batch_size: int):
-        self.loss_sum = self.loss_sum + loss.detach() * batch_size
+        self.loss_sum = self._add(self.loss_sum, loss.detach() * batch_size)
         if self.metrics:
-            self.correct = self.correct + correct
+            self.correct = self._add(self.correct, correct)
         self.seen += batch_size
+
+    @staticmethod
+    def _add(total, value):
+        """``total + value`` (a float sum, as ``0.0 + value``), into ``total`` where it is a tensor."""
+        if isinstance(total, torch.Tensor) and total.device == value.device:
+            return total.add_(value)
+        return total + value
 
     def compute(self, prefix: str = "", across_processes: bool = False) -> dict[str, float]:
         """The means so far; ``across_processes``: summed over the processes of a DDP fit first
@@ -838,6 +882,7 @@ class Sequential(L.LightningModule):
         self.keras_optimizer = self.keras_loss = None
         self.keras_metrics: list[str] = []
         self.automatic_optimization = False  # see training_step
+        self.step_graph: StepGraph | None = None  # see training_step
 
     def get_weights(self) -> list:
         """Keras' ``model.get_weights()``: every layer's arrays, in Keras' layout and order."""
@@ -940,16 +985,25 @@ class Sequential(L.LightningModule):
         two calls with which Lightning's wrapper counts a step (``global_step``,
         which checkpoints go by) and times it for Lightning's profiler.
         """
-        steps = getattr(batch, "batches", None)
+        chunk = batch if hasattr(batch, "rows") else None  # a StepChunk
         optimizer = self.optimizers()
-        if steps is None:
+        if chunk is None:
             loss = self._step(batch, self.train_means)
             optimizer.zero_grad()
             self.manual_backward(loss)
             optimizer.step()
             return
         self.chunk_losses = []  # on the device; read only if the chunk's loss turns out NaN (TerminateOnNaN)
-        for step in steps:
+        if self.step_graph is None and StepGraph.fits(self, optimizer.optimizer):
+            self.step_graph = StepGraph(self, optimizer.optimizer)
+        if self.step_graph is not None:
+            for rows in chunk.rows:
+                optimizer._on_before_step()
+                loss = self.step_graph(chunk.tensors, rows)
+                optimizer._on_after_step()
+                self.chunk_losses.append(loss.clone())  # the graph's loss is overwritten at the next step
+            return
+        for step in chunk.batches():
             loss = self._step(step, self.train_means)
             optimizer.zero_grad()
             loss.backward()
@@ -957,6 +1011,20 @@ class Sequential(L.LightningModule):
             optimizer.optimizer.step()
             optimizer._on_after_step()
             self.chunk_losses.append(loss.detach())
+
+    def train_step_eagerly(self, batch, optimizer):
+        """One training step, op by op: forward, loss and epoch sums, backward, update."""
+        loss = self._step(batch, self.train_means)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.detach()  # holding the autograd graph past the step would keep its nodes alive
+
+    def on_train_start(self):
+        self.step_graph = None  # a graph per fit: its buffers are this fit's optimizer state
+
+    def on_train_end(self):
+        self.step_graph = None  # frees the graph's memory pool
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, self.val_means)
@@ -979,6 +1047,83 @@ class Sequential(L.LightningModule):
         if isinstance(self.keras_optimizer, str):
             return make_optimizer(self.keras_optimizer, self.parameters())
         return self.keras_optimizer(self.parameters())
+
+
+class StepGraph:
+    """The training step on a GPU, captured once as a CUDA graph and replayed for every batch.
+
+    A Dense step at batch 32 is some forty small kernels, each a few microseconds
+    on an H100, and as many dispatches from Python, each tens of microseconds:
+    the GPU waits on the host.  A graph replays the same kernels, in the same
+    order, on the same memory, with one call: the same math, bit for bit, as the
+    op-by-op step (tests/test_gpu.py).
+
+    The step gathers its batch from the data tensors on the device by an index
+    (``StepChunk``), so a replay needs one copy: the batch's rows into the
+    graph's index buffer.  The first ``WARMUP`` steps run op by op on a side
+    stream (torch's recipe: lazily made state, the optimizer's slots among it,
+    exists before capture), the next is captured and replayed, and every later
+    step of that batch size replays it.  A step of another size (a short last
+    batch) runs op by op, the same ops.  What a replay skips is Python's
+    bookkeeping, redone by hand: the optimizer's iteration count and the
+    epoch's sample count.
+    """
+
+    WARMUP = 3
+
+    def __init__(self, module: "Sequential", optimizer):
+        self.module, self.optimizer = module, optimizer
+        self.graph = self.sources = self.rows = self.loss = None
+        self.warm_steps = 0
+        self.side = torch.cuda.Stream()
+
+    @staticmethod
+    def fits(module: "Sequential", optimizer) -> bool:
+        """A GPU; an optimizer whose update reads no host value that changes from step to step
+        (this project's Keras optimizers, torch's SGD with a number for its learning rate);
+        default numerics (no autocast, no ``torch.compile``); no random layer (a replay draws
+        fresh numbers, but not the op-by-op step's); not turned off with
+        ``DUAL_BACKEND_CUDA_GRAPHS=0``."""
+        fixed_update = isinstance(optimizer, KerasOptimizer) or (
+            type(optimizer) is torch.optim.SGD
+            and not any(isinstance(group["lr"], torch.Tensor) for group in optimizer.param_groups))
+        return (os.environ.get("DUAL_BACKEND_CUDA_GRAPHS", "1") != "0"
+                and next(module.parameters()).device.type == "cuda" and fixed_update
+                and module.step_logits == module.logits
+                and not torch.is_autocast_enabled("cuda")
+                and not any(isinstance(layer, AlphaDropout) for layer in module.body))
+
+    def __call__(self, tensors: tuple, rows):
+        """One training step on ``tuple(t[rows] for t in tensors)``; its loss (detached)."""
+        if isinstance(rows, slice):  # unshuffled: the same rows as an index
+            rows = torch.arange(rows.start, min(rows.stop, len(tensors[0])), device=tensors[0].device)
+        if self.graph is not None and tensors is self.sources and rows.shape == self.rows.shape:
+            self.rows.copy_(rows)
+            self.graph.replay()
+            self.module.train_means.seen += len(rows)
+            for group in self.optimizer.param_groups:
+                if "iterations" in group:
+                    group["iterations"] += 1
+            return self.loss
+        if self.graph is None and self.warm_steps >= self.WARMUP:
+            return self._capture(tensors, rows)
+        if self.graph is None:
+            self.warm_steps += 1
+        self.side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.side):
+            loss = self.module.train_step_eagerly(tuple(t[rows] for t in tensors), self.optimizer)
+        torch.cuda.current_stream().wait_stream(self.side)
+        return loss
+
+    def _capture(self, tensors, rows):
+        """Records this step (recording runs nothing on the GPU), then replays it once."""
+        self.sources, self.rows = tensors, rows.clone()
+        self.optimizer.zero_grad(set_to_none=True)  # the gradients are made inside the graph's memory
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.loss = self.module.train_step_eagerly(tuple(t[self.rows] for t in tensors), self.optimizer)
+        self.graph.replay()  # the bookkeeping of this step ran while recording
+        return self.loss
 
 
 def _keras_names(layers) -> list[str]:

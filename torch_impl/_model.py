@@ -107,6 +107,11 @@ class TensorBatches:
         return -(-self.steps // self.steps_per_chunk)
 
     def batches(self):
+        for rows in self.rows():
+            yield tuple(t[rows] for t in self.tensors)
+
+    def rows(self):
+        """Each step's rows of the tensors: an index tensor, or a slice when unshuffled."""
         device = self.tensors[0].device
         if isinstance(self.shuffle, list):  # the front end's permutations, one per epoch
             order = torch.as_tensor(self.shuffle[min(self.epoch, len(self.shuffle) - 1)], device=device)
@@ -119,22 +124,20 @@ class TensorBatches:
             torch.distributed.broadcast(order, src=0)
         for start in range(0, self.steps * self.batch_size, self.batch_size):
             if order is None:
-                yield tuple(t[start:start + self.batch_size] for t in self.tensors)
+                yield slice(start, start + self.batch_size)
                 continue
             index = order[start:start + self.batch_size]
-            if world > 1:
-                index = index.tensor_split(world)[rank]
-            yield tuple(t[index] for t in self.tensors)
+            yield index.tensor_split(world)[rank] if world > 1 else index
 
     def __iter__(self):
         if self.steps_per_chunk == 1:
             yield from self.batches()
             return
         chunk = []
-        for step, batch in enumerate(self.batches()):
-            chunk.append(batch)
+        for step, rows in enumerate(self.rows()):
+            chunk.append(rows)
             if len(chunk) == self.steps_per_chunk or step == self.steps - 1:
-                yield StepChunk(chunk, last_step=step)
+                yield StepChunk(self.tensors, chunk, last_step=step)
                 chunk = []
 
 
@@ -146,13 +149,19 @@ def data_parallel_world() -> tuple[int, int]:
 
 
 class StepChunk:
-    """Consecutive batches handed to Lightning as one; an object Lightning moves as is."""
+    """Consecutive steps handed to Lightning as one (an object Lightning moves as is): the data
+    tensors and each step's rows, gathered into a batch only when the step comes (on a GPU the
+    gathering is part of the step's CUDA graph, ``StepGraph``)."""
 
-    def __init__(self, batches: list, last_step: int):
-        self.batches, self.last_step = batches, last_step
+    def __init__(self, tensors: tuple, rows: list, last_step: int):
+        self.tensors, self.rows, self.last_step = tensors, rows, last_step
+
+    def batches(self):
+        for rows in self.rows:
+            yield tuple(t[rows] for t in self.tensors)
 
     def __len__(self):
-        return len(self.batches)
+        return len(self.rows)
 
 
 class LiveLogs(dict):
