@@ -564,13 +564,17 @@ class KerasAdam(KerasOptimizer):
         torch._foreach_add_(denominators, group["eps"])
         torch._foreach_addcdiv_(params, momentums, denominators, value=-alpha)
 
-    @staticmethod
-    def _update_on_device(group, params, grads, momentums, velocities):
+    def _update_on_device(self, group, params, grads, momentums, velocities):
         """On a GPU the step size is computed where the weights are, as Keras computes it (float32
         ops on the iteration count: ``lr·√(1−β2ᵗ)/(1−β1ᵗ)``), and the update is Keras' own
         ``m·α / (√v + ε)``: no value that changes from step to step comes from the host, so a
         CUDA graph can replay the step (``StepGraph``).  The count lives beside ``iterations`` in
-        the group (and in checkpoints with it); one on another device is made again from it."""
+        the group (and in checkpoints with it); one on another device is made again from it.
+
+        The update runs on one buffer for all of the group's m and one for v (each weight's slot
+        is a view into it, ``_flat_slots``), the gradients joined into one: an elementwise
+        kernel over fashion_mlp's 101,770 weights takes ~3 µs on an H100, torch's foreach kernel
+        over the four tensors 8-18 µs (it gives each block 65,536 values to walk)."""
         weight = params[0]
         t = group.get("iterations_on_device")
         if not isinstance(t, torch.Tensor) or t.device != weight.device:
@@ -579,14 +583,30 @@ class KerasAdam(KerasOptimizer):
         t.add_(1)
         beta_1, beta_2 = float(np.float32(group["beta_1"])), float(np.float32(group["beta_2"]))
         alpha = (1 - torch.pow(beta_2, t)).sqrt_().mul_(group["lr"]).div_(1 - torch.pow(beta_1, t))
-        torch._foreach_lerp_(momentums, grads, 1 - group["beta_1"])
-        torch._foreach_mul_(velocities, group["beta_2"])
-        torch._foreach_addcmul_(velocities, grads, grads, value=1 - group["beta_2"])
-        denominators = torch._foreach_sqrt(velocities)
-        torch._foreach_add_(denominators, group["eps"])
-        updates = torch._foreach_mul(momentums, alpha)
-        torch._foreach_div_(updates, denominators)
-        torch._foreach_sub_(params, updates)
+        m, v = self._flat_slots(group, params, momentums, velocities)
+        g = torch.cat([grad.reshape(-1) for grad in grads])
+        m.lerp_(g, 1 - group["beta_1"])
+        v.mul_(group["beta_2"]).addcmul_(g, g, value=1 - group["beta_2"])
+        updates = m.mul(alpha).div_(v.sqrt().add_(group["eps"]))
+        torch._foreach_sub_(params, [u.view(p.shape) for u, p in zip(updates.split([p.numel() for p in params]),
+                                                                     params)])
+
+    def _flat_slots(self, group, params, momentums, velocities):
+        """m and v of ``params`` as one buffer each, every weight's slot a view into it (what
+        checkpoints save); made again from the slots' values when they are not such views (the
+        first step, a loaded checkpoint, another set of weights with gradients)."""
+        joined_slots = self.__dict__.setdefault("joined_slots", {})  # per group
+        flat = joined_slots.get(id(group))
+        if flat is not None and len(flat[0]) == len(params) and all(
+                a is b and m._base is flat[1] and v._base is flat[2]
+                for a, b, m, v in zip(flat[0], params, momentums, velocities)):
+            return flat[1], flat[2]
+        joined = [torch.cat([s.reshape(-1) for s in slots]) for slots in (momentums, velocities)]
+        for name, buffer in zip(("momentum", "velocity"), joined):
+            for p, view in zip(params, buffer.split([p.numel() for p in params])):
+                self.state[p][name] = view.view(p.shape)
+        joined_slots[id(group)] = (list(params), *joined)
+        return joined
 
 
 class KerasRMSprop(KerasOptimizer):
