@@ -109,6 +109,21 @@ class RecordingStop(Callback):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_evaluate_fit_evaluate_fit_on_one_model(backend, small_fashion):
+    """The epoch sums of an evaluation (torch: made under inference mode) are started afresh by
+    the next fit's validation, and a fit's by the next evaluation."""
+    x, y, x_val, y_val = small_fashion
+    dual_backend.backend_package(backend).seed(0)
+    model = dual_backend.build("fashion_mlp", backend=backend, device="cpu", hidden_units=16)
+    before, _ = model.evaluate(x_val, y_val, verbose=0)
+    first = model.fit(x[:640], y[:640], epochs=1, validation_data=(x_val, y_val), verbose=0)
+    between, _ = model.evaluate(x_val, y_val, verbose=0)
+    second = model.fit(x[:640], y[:640], epochs=1, validation_data=(x_val, y_val), verbose=0)
+    assert between == pytest.approx(first.history["val_loss"][0], rel=1e-5)
+    assert second.history["val_loss"][0] < first.history["val_loss"][0] < before
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_user_callback_stops_training_at_the_epoch_its_rule_fires(backend, small_fashion):
     x, y, x_val, y_val = small_fashion
     dual_backend.backend_package(backend).seed(0)

@@ -678,6 +678,12 @@ def correct_predictions(loss: str, logits, y):
     return ((logits > 0).to(y.dtype) == y).sum()
 
 
+def _writable(value) -> bool:
+    """A tensor that may be changed in place here: not one made under ``torch.inference_mode``
+    (Lightning evaluates in it) unless that mode is on now."""
+    return isinstance(value, torch.Tensor) and (not value.is_inference() or torch.is_inference_mode_enabled())
+
+
 class EpochMeans:
     """Keras' epoch logs, accumulated on the device.
 
@@ -696,7 +702,7 @@ class EpochMeans:
         (``StepGraph``) adds into these very tensors at every replay."""
         for name in ("loss_sum", "correct"):
             value = getattr(self, name)
-            setattr(self, name, value.zero_() if isinstance(value, torch.Tensor) else 0.0)
+            setattr(self, name, value.zero_() if _writable(value) else 0.0)
         self.seen = 0
 
     def update(self, loss, correct, batch_size: int):
@@ -708,7 +714,7 @@ class EpochMeans:
     @staticmethod
     def _add(total, value):
         """``total + value`` (a float sum, as ``0.0 + value``), into ``total`` where it is a tensor."""
-        if isinstance(total, torch.Tensor) and total.device == value.device:
+        if _writable(total) and total.device == value.device:
             return total.add_(value)
         return total + value
 
@@ -1003,7 +1009,8 @@ class Sequential(L.LightningModule):
         ``on_before_optimizer_step``) at ~10 % of a Dense step: its steps call
         ``loss.backward()`` and the optimizer's own ``step`` directly, between the
         two calls with which Lightning's wrapper counts a step (``global_step``,
-        which checkpoints go by) and times it for Lightning's profiler.
+        which checkpoints go by) and times it for Lightning's profiler.  On a GPU
+        a chunk's steps are replays of one CUDA graph where ``StepGraph.fits``.
         """
         chunk = batch if hasattr(batch, "rows") else None  # a StepChunk
         optimizer = self.optimizers()
@@ -1108,7 +1115,7 @@ class StepGraph:
             type(optimizer) is torch.optim.SGD
             and not any(isinstance(group["lr"], torch.Tensor) for group in optimizer.param_groups))
         return (os.environ.get("DUAL_BACKEND_CUDA_GRAPHS", "1") != "0"
-                and next(module.parameters()).device.type == "cuda" and fixed_update
+                and getattr(next(module.parameters(), None), "is_cuda", False) and fixed_update
                 and module.step_logits == module.logits
                 and not torch.is_autocast_enabled("cuda")
                 and not any(isinstance(layer, AlphaDropout) for layer in module.body))
