@@ -130,7 +130,11 @@ class Model:
         if self._is_pipeline(x):
             if y is not None:
                 raise DualBackendError("A data pipeline yields its own labels: pass y=None.")
-            steps = steps_per_epoch or len(x)
+            try:
+                steps = steps_per_epoch or len(x)
+            except TypeError:  # tf.data's and torch_impl's repeat(): no length
+                raise DualBackendError("This data pipeline repeats without end: pass steps_per_epoch "
+                                       "(how many of its batches make an epoch).") from None
         else:
             x, y = self._check(x, y, batch_size)
             steps = min(steps_per_epoch or np.inf, -(-len(x) // batch_size))

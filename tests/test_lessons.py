@@ -12,6 +12,7 @@ import pytest
 import dual_backend
 from dual_backend import cli, data, lessons
 from dual_backend.callbacks import EarlyStopping, ModelCheckpoint, TensorBoard
+from dual_backend.errors import DualBackendError
 from dual_backend.run import prepare_data
 from tests.conftest import BACKENDS
 
@@ -125,6 +126,34 @@ def test_horse_or_human_labels_come_from_folder_names_horses_0_humans_1(backend)
     (horses_x, horses_y), (humans_x, humans_y) = next(batches), next(batches)
     assert np.all(np.asarray(horses_y) == 0) and np.all(np.asarray(humans_y) == 1)  # 128 + 128, in order
     assert np.asarray(horses_x).max() <= 1.0 and np.asarray(horses_x).shape[1:] in ((300, 300, 3), (3, 300, 300))
+
+
+def test_a_repeated_loader_is_read_on_across_epochs_pass_after_pass():
+    """torch_impl's ``Repeat`` is tf.data's ``repeat()``: epochs of ``steps_per_epoch`` batches
+    continue the stream, whose passes end on their short batch (10 items in 4s: 4, 4, 2)."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from torch_impl._model import Repeat
+
+    loader = DataLoader(TensorDataset(torch.arange(10)), batch_size=4, shuffle=True,
+                        generator=torch.Generator().manual_seed(0))
+    epochs = Repeat(loader).epochs_of(2)
+    seen = [[batch for (batch,) in epochs] for _ in range(6)]
+    assert len(epochs) == 2
+    assert [[len(b) for b in epoch] for epoch in seen] == [[4, 4], [2, 4], [4, 2]] * 2
+    batches = [b for epoch in seen for b in epoch]
+    for start in range(0, 12, 3):  # every pass holds each item once, in a new order
+        assert sorted(torch.cat(batches[start:start + 3]).tolist()) == list(range(10))
+    assert not torch.equal(torch.cat(batches[0:3]), torch.cat(batches[3:6]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_pipeline_without_end_needs_steps_per_epoch(backend):
+    train_dir, _ = data.horse_or_human_dirs()
+    model = dual_backend.build("horse_or_human", backend=backend, device="cpu")
+    with pytest.raises(DualBackendError, match="repeats without end: pass steps_per_epoch"):
+        model.fit(horse_or_human_program(backend).training_data(train_dir, batch_size=8, seed=0), epochs=1)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -141,6 +141,46 @@ class TensorBatches:
                 chunk = []
 
 
+class Repeat:
+    """``tf.data.Dataset.repeat()`` for a ``DataLoader``: its batches pass after pass without end,
+    each pass shuffled anew and ending on its short last batch.
+
+    ``fit(..., steps_per_epoch=N)`` reads it on from epoch to epoch (``epochs_of``),
+    as Keras does with keras_ref's repeated tf.data pipeline and the course's
+    ImageDataGenerator: horse_or_human's 1,027 pictures in batches of 128 make
+    passes of eight full batches and one of three, and an epoch of 8 steps
+    takes the stream's next eight.  (Starting the loader afresh every epoch
+    would skip the short batch and begin every epoch on a new shuffle.)
+    """
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __iter__(self):
+        while True:
+            yield from self.loader
+
+    def epochs_of(self, steps: int) -> "StreamEpochs":
+        return StreamEpochs(self, steps)
+
+
+class StreamEpochs:
+    """A stream's next ``steps`` batches at each ``iter()``: the epochs of one fit.  Its length
+    tells Lightning where an epoch ends, so that no batch is fetched ahead and dropped."""
+
+    def __init__(self, stream, steps: int):
+        self.stream, self.steps, self.batches = stream, steps, None
+
+    def __len__(self):
+        return self.steps
+
+    def __iter__(self):
+        if self.batches is None:
+            self.batches = iter(self.stream)
+        for _ in range(self.steps):
+            yield next(self.batches)
+
+
 def data_parallel_world() -> tuple[int, int]:
     """``(processes, this one's rank)`` of a DDP fit; ``(1, 0)`` otherwise."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -408,7 +448,7 @@ class TorchModel(Model):
         return {"devices": self.devices, "strategy": "ddp"}
 
     def _is_pipeline(self, x) -> bool:
-        return isinstance(x, torch.utils.data.DataLoader)
+        return isinstance(x, (torch.utils.data.DataLoader, Repeat))
 
     def _is_optimizer(self, optimizer) -> bool:
         # An optimizer before the parameters exist: a factory such as _keras_compat.RMSprop(...).
@@ -464,8 +504,11 @@ class TorchModel(Model):
         # A callback that must see every batch gets Lightning's batches one step each; so does DDP,
         # whose gradient hooks expect one backward pass per Lightning step.
         chunk = 1 if callbacks.wants_every_batch or self.devices > 1 else STEPS_PER_CHUNK
-        train = x if self._is_pipeline(x) else self._batches(x, y, batch_size, shuffle, steps=steps_per_epoch,
-                                                             steps_per_chunk=chunk)
+        if isinstance(x, Repeat):
+            x = x.epochs_of(steps_per_epoch)  # Keras reads a repeated pipeline on across epochs
+        pipeline = self._is_pipeline(x) or isinstance(x, StreamEpochs)
+        train = x if pipeline else self._batches(x, y, batch_size, shuffle, steps=steps_per_epoch,
+                                                 steps_per_chunk=chunk)
         val = validation_data
         if validation_data is not None and not self._is_pipeline(validation_data):
             val = self._batches(*validation_data, batch_size=batch_size)

@@ -8,7 +8,9 @@ training set almost perfectly and still mistakes new pictures: overfitting.
 
 Setup: torchvision's ``ImageFolder`` reads the folders (the labels from the
 folder names, as ``flow_from_directory`` does) and a ``DataLoader`` with
-worker processes decodes the PNGs while the model trains.
+worker processes decodes the PNGs while the model trains, repeated as Keras'
+``flow_from_directory`` and tf.data's ``repeat()`` are: epochs of 8 steps
+read on through passes of 8 full batches and one of 3.
 """
 
 import os
@@ -19,6 +21,7 @@ from torchvision import datasets, transforms
 
 from dual_backend.images import check_image_folder
 from torch_impl._keras_compat import Conv2D, Dense, Flatten, Input, MaxPooling2D, RMSprop, Sequential
+from torch_impl._model import Repeat
 
 IMAGE_SIZE = (300, 300)
 CLASSES = 2  # horses, humans: one sigmoid unit
@@ -48,11 +51,12 @@ def _image_folder(directory):
 
 
 def training_data(directory, batch_size=128, seed=None):
-    # Prepare the data: a new shuffle every epoch; steps_per_epoch=8 is Lightning's limit_train_batches.
+    # Prepare the data: a new shuffle every pass; pin_memory: page-locked batches for a GPU.
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    # pin_memory: page-locked batches that Lightning copies to a GPU without blocking.
-    return DataLoader(_image_folder(directory), batch_size=batch_size, shuffle=True, generator=generator,
-                      num_workers=WORKERS, persistent_workers=WORKERS > 0, pin_memory=torch.cuda.is_available())
+    loader = DataLoader(_image_folder(directory), batch_size=batch_size, shuffle=True, generator=generator,
+                        num_workers=WORKERS, persistent_workers=WORKERS > 0, pin_memory=torch.cuda.is_available())
+    # Repeat: steps_per_epoch=8 batches of 128 then run over the 1,027 pictures without running dry.
+    return Repeat(loader)
 
 
 def validation_data(directory, batch_size=128):
