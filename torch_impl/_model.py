@@ -166,7 +166,11 @@ class Repeat:
 
 class StreamEpochs:
     """A stream's next ``steps`` batches at each ``iter()``: the epochs of one fit.  Its length
-    tells Lightning where an epoch ends, so that no batch is fetched ahead and dropped."""
+    tells Lightning where an epoch ends, so that no batch is fetched ahead and dropped.
+
+    Under DDP each process takes its share of every batch (the batch size is global, as in
+    Keras' MirroredStrategy); the processes walk the same stream when the pipeline is seeded
+    (``run`` seeds it)."""
 
     def __init__(self, stream, steps: int):
         self.stream, self.steps, self.batches = stream, steps, None
@@ -177,8 +181,10 @@ class StreamEpochs:
     def __iter__(self):
         if self.batches is None:
             self.batches = iter(self.stream)
+        world, rank = data_parallel_world()
         for _ in range(self.steps):
-            yield next(self.batches)
+            batch = next(self.batches)
+            yield tuple(t.tensor_split(world)[rank] for t in batch) if world > 1 else batch
 
 
 def data_parallel_world() -> tuple[int, int]:
