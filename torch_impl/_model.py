@@ -170,7 +170,7 @@ class StreamEpochs:
 
     Under DDP each process takes its share of every batch (the batch size is global, as in
     Keras' MirroredStrategy); the processes walk the same stream when the pipeline is seeded
-    (``run`` seeds it)."""
+    (``run --seed N``), else each takes its share of its own shuffle."""
 
     def __init__(self, stream, steps: int):
         self.stream, self.steps, self.batches = stream, steps, None
