@@ -243,7 +243,7 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dic
     steps = recipe.steps_per_epoch(profile)
 
     def train_epoch(batches):
-        nonlocal seen
+        """The epoch's correct predictions and samples seen."""
         module.train()
         correct, seen = torch.zeros((), device=torch_device), 0
         for x, y in batches:
@@ -255,7 +255,7 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dic
             loss.backward()
             optimizer.step()
             correct = correct + compat.correct_predictions(loss_name, logits, y)
-        return float(correct)  # one host synchronisation per epoch
+        return float(correct), seen  # one host synchronisation per epoch
 
     # The torch backend's process settings: its float environment, freed memory kept, its thread rule.
     with compat.denormals_flushed(), compat.freed_memory_kept(), intra_op_threads(threads):
@@ -286,10 +286,10 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dic
                     index = order[start:start + batch]
                     yield module.in_memory_format(x_all[index]), y_all[index]
 
-        timer, correct, seen = TurnTimer(Turns.from_environment()), 0.0, 0  # the backends' epoch timer, by hand
+        timer = TurnTimer(Turns.from_environment())  # the backends' epoch timer, called by hand
         for epoch in range(epochs):
             timer.on_epoch_begin(epoch)
-            correct = train_epoch(batches())
+            correct, seen = train_epoch(batches())
             timer.on_epoch_end(epoch)
         timer.on_train_end()
     metric = recipe.lesson.metric

@@ -572,9 +572,9 @@ class KerasAdam(KerasOptimizer):
         the group (and in checkpoints with it); one on another device is made again from it.
 
         The update runs on one buffer for all of the group's m and one for v (each weight's slot
-        is a view into it, ``_flat_slots``), the gradients joined into one: an elementwise
-        kernel over fashion_mlp's 101,770 weights takes ~3 µs on an H100, torch's foreach kernel
-        over the four tensors 8-18 µs (it gives each block 65,536 values to walk)."""
+        is a view into it, ``_flat_slots``), the gradients joined into one, as elementwise
+        kernels: torch's foreach kernels over fashion_mlp's four tensors took 8-18 µs each on an
+        H100 (they give each block 65,536 values to walk), and the epoch went from 0.33 to 0.22 s."""
         weight = params[0]
         t = group.get("iterations_on_device")
         if not isinstance(t, torch.Tensor) or t.device != weight.device:

@@ -511,10 +511,11 @@ class TorchModel(Model):
         # whose gradient hooks expect one backward pass per Lightning step.
         chunk = 1 if callbacks.wants_every_batch or self.devices > 1 else STEPS_PER_CHUNK
         if isinstance(x, Repeat):
-            x = x.epochs_of(steps_per_epoch)  # Keras reads a repeated pipeline on across epochs
-        pipeline = self._is_pipeline(x) or isinstance(x, StreamEpochs)
-        train = x if pipeline else self._batches(x, y, batch_size, shuffle, steps=steps_per_epoch,
-                                                 steps_per_chunk=chunk)
+            train = x.epochs_of(steps_per_epoch)  # Keras reads a repeated pipeline on across epochs
+        elif self._is_pipeline(x):
+            train = x
+        else:
+            train = self._batches(x, y, batch_size, shuffle, steps=steps_per_epoch, steps_per_chunk=chunk)
         val = validation_data
         if validation_data is not None and not self._is_pipeline(validation_data):
             val = self._batches(*validation_data, batch_size=batch_size)
