@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from dual_backend import lessons
+from dual_backend.environments import python_for
 from dual_backend.model import SpeedUps
 
 SYSTEMS = {
@@ -349,7 +350,8 @@ def _measure_convolution(system, recipe, device) -> dict:
 
 
 def _worker_command(system, lesson, variant, epochs, device, profile, seed, speedups) -> list[str]:
-    command = [sys.executable, "-m", "dual_backend.bench", "--worker", system, lesson, "--epochs", str(epochs),
+    backend = "keras" if system == "keras" else "torch"  # keras-on-torch and the plain loop need torch
+    command = [python_for(backend), "-m", "dual_backend.bench", "--worker", system, lesson, "--epochs", str(epochs),
                "--device", device, "--profile", profile, "--seed", str(seed), *speedups.flags()]
     return command + (["--variant", variant] if variant else [])
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from dual_backend import BACKENDS, DEVICES, data, lessons
 from dual_backend.errors import DualBackendError
+from dual_backend.environments import environment_for, python_for, runs_elsewhere
 from dual_backend.interrupts import sigterm_as_keyboard_interrupt
 from dual_backend.run import PROFILES
 
@@ -208,6 +209,10 @@ def _run(args) -> int:
     from dual_backend.run import run_lesson
 
     out = Path(args.out or f"runs/{args.lesson}-{args.variant or 'default'}")
+    if args.backend != "both" and runs_elsewhere(args.backend):
+        # The backend's own environment (DUAL_BACKEND_KERAS_PYTHON / _TORCH_PYTHON; README, GPU).
+        return _run_child([python_for(args.backend), "-m", "dual_backend.cli", *_argv_for(args, args.backend, out)],
+                          environment_for(args.backend))
     if args.backend != "both":
         metrics = run_lesson(args.lesson, args.backend, variant=args.variant, epochs=args.epochs,
                              profile=args.profile, seed=args.seed, device=args.device, out=out,
@@ -230,7 +235,8 @@ def _run(args) -> int:
     results = []
     for backend in BACKENDS:
         print(f"== {backend} backend", flush=True)
-        code = _run_child([sys.executable, "-m", "dual_backend.cli", *_argv_for(args, backend, out)])
+        code = _run_child([python_for(backend), "-m", "dual_backend.cli", *_argv_for(args, backend, out)],
+                          environment_for(backend))
         if code != 0:
             return code if code in (130, 143) else 1
         results.append(json.loads((out / backend / "metrics.json").read_text()))
@@ -238,13 +244,13 @@ def _run(args) -> int:
     return 0
 
 
-def _run_child(command: list[str]) -> int:
+def _run_child(command: list[str], environment: dict) -> int:
     """One backend's run in its own process, left to finish its own interrupt handling.
 
     Ctrl-C reaches the child from the terminal as well; SIGTERM, sent to this
     process alone, is passed on.  Either way the child writes its message and
     keeps its backup, and its exit code is returned."""
-    child = subprocess.Popen(command)
+    child = subprocess.Popen(command, env=environment)
     try:
         return child.wait()
     except KeyboardInterrupt as interrupt:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dual_backend import BACKENDS, lessons
+from dual_backend.environments import environment_for, python_for
 
 
 @dataclass
@@ -82,7 +83,7 @@ def run_one(run: Run, profile: str, device: str, epochs: int | None, same_start:
     log = run.folder / f"{run.backend}.log"
     if not done.exists():
         run.folder.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "dual_backend.cli", "run", run.lesson, "--variant", run.variant,
+        command = [python_for(run.backend), "-m", "dual_backend.cli", "run", run.lesson, "--variant", run.variant,
                    "--backend", run.backend, "--seed", str(run.seed), "--profile", profile, "--device", device,
                    "--out", str(run.folder), "--resume"]  # a retry continues an interrupted run
         if epochs is not None:
@@ -92,7 +93,8 @@ def run_one(run: Run, profile: str, device: str, epochs: int | None, same_start:
         if same_order:
             command.append("--same-order")
         with open(log, "w") as stream:
-            child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=environment_for(run.backend))
             for line in child.stdout:
                 stream.write(line)
                 if line.startswith("Epoch "):

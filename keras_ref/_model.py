@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import tensorflow as tf  # noqa: E402
 
 from dual_backend.callbacks import (BackupAndRestore, EarlyStopping, ModelCheckpoint, TensorBoard,  # noqa: E402
                                     TerminateOnNaN)
+from dual_backend.environments import cuda_libraries_advice  # noqa: E402
 from dual_backend.errors import DualBackendError, refused_code  # noqa: E402
 from dual_backend.interrupts import atomic_write  # noqa: E402
 from dual_backend.model import Model, order_logs  # noqa: E402
@@ -45,7 +47,9 @@ def select_device(device: str) -> str:
                 "choose it in a fresh process."
             ) from None
     if device == "auto":
-        return "gpu" if gpus else "cpu"
+        device = "gpu" if gpus else "cpu"
+    if device == "gpu" and (advice := cuda_libraries_advice("TensorFlow")):
+        warnings.warn(advice, stacklevel=2)
     return device
 
 

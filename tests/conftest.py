@@ -15,9 +15,21 @@ BACKENDS = ("keras", "torch")
 
 
 def cuda_available() -> bool:
-    import torch
+    """Whether torch sees a CUDA GPU; in an environment without torch (a GPU machine's keras
+    environment, README "GPU"), whether TensorFlow sees one."""
+    if importlib.util.find_spec("torch") is not None:
+        import torch
 
-    return torch.cuda.is_available()
+        return torch.cuda.is_available()
+    return tensorflow_sees_a_gpu()
+
+
+def tensorflow_sees_a_gpu() -> bool:
+    if importlib.util.find_spec("tensorflow") is None:
+        return False
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def devices():
@@ -26,13 +38,23 @@ def devices():
                                              pytest.mark.skipif(not cuda_available(), reason="needs a CUDA GPU")])]
 
 
-def skip_keras_on_a_gpu_without_tensorflow(backends, device) -> None:
-    """A GPU machine with torch but no TensorFlow (``pip install -e ".[torch,test]"``, or an image
-    that ships torch alone) runs the torch backend's GPU tests and skips the keras backend's, saying
-    why. On the CPU nothing is skipped: there a missing TensorFlow is a broken install and fails."""
-    if device == "gpu" and "keras" in backends and importlib.util.find_spec("tensorflow") is None:
-        pytest.skip("the keras backend on a GPU needs TensorFlow's GPU build: "
-                    "pip install -e '.[all,gpu]' (see README, GPU); TensorFlow is not installed here")
+def skip_backends_this_gpu_environment_lacks(backends, device) -> None:
+    """On a GPU machine each framework has an environment of its own (README, "GPU"): the torch one
+    (``.[all]``: TensorFlow there has no CUDA libraries) runs the torch backend's GPU tests and skips
+    the keras backend's, the keras one (``.[keras,test,gpu]``: no torch) the other way round, each
+    saying why; tests of both backends in one process are skipped in both (``dual-backend compare
+    --device gpu`` compares them, each backend in its own environment).  An image that ships only
+    torch skips the keras tests alike.  On the CPU nothing is skipped: there a missing framework is
+    a broken install and fails."""
+    if device != "gpu":
+        return
+    if "keras" in backends and not tensorflow_sees_a_gpu():
+        pytest.skip("the keras backend's GPU tests need TensorFlow with its CUDA 12 libraries, in an environment "
+                    "of its own: pip install -e '.[keras,test,gpu]' there and run pytest -m gpu with its python "
+                    "(README, GPU); TensorFlow sees no GPU in this one")
+    if "torch" in backends and importlib.util.find_spec("torch") is None:
+        pytest.skip("the torch backend's GPU tests run in the torch environment (README, GPU); "
+                    "torch is not installed in this one")
 
 
 @pytest.fixture(params=BACKENDS)

@@ -16,7 +16,7 @@ from dual_backend import lessons
 from dual_backend.callbacks import Callback, StopTraining
 from dual_backend.errors import DualBackendError
 from dual_backend.run import prepare_data, run_lesson
-from tests.conftest import BACKENDS, devices, skip_keras_on_a_gpu_without_tensorflow
+from tests.conftest import BACKENDS, devices, skip_backends_this_gpu_environment_lacks
 
 QUICK_RUNS = [("hello_world", "default"), ("fashion_mlp", "default"), ("fashion_mlp", "mnist"),
               ("fashion_mlp", "no_normalization"), ("mnist_callback", "default"),
@@ -45,7 +45,7 @@ def quick_result(lesson, variant, backend, device):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("lesson, variant", QUICK_RUNS)
 def test_quick_profile_lands_in_the_measured_range(lesson, variant, backend, device):
-    skip_keras_on_a_gpu_without_tensorflow([backend], device)
+    skip_backends_this_gpu_environment_lacks([backend], device)
     result = quick_result(lesson, variant, backend, device)
     expected = lessons.recipe(lesson, variant).expected("quick")
     value = result["test"][result["judged_by"]]
@@ -55,7 +55,7 @@ def test_quick_profile_lands_in_the_measured_range(lesson, variant, backend, dev
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("lesson, variant", QUICK_RUNS)
 def test_backends_agree_within_the_lessons_tolerance(lesson, variant, device):
-    skip_keras_on_a_gpu_without_tensorflow(BACKENDS, device)
+    skip_backends_this_gpu_environment_lacks(BACKENDS, device)
     keras, torch = (quick_result(lesson, variant, backend, device) for backend in BACKENDS)
     key, tolerance = keras["judged_by"], lessons.recipe(lesson, variant).tolerance
     assert abs(keras["test"][key] - torch["test"][key]) <= tolerance

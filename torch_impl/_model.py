@@ -27,6 +27,7 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 
 from dual_backend.callbacks import BackupAndRestore, EarlyStopping, ModelCheckpoint, TensorBoard, TerminateOnNaN
+from dual_backend.environments import cuda_libraries_advice
 from dual_backend.errors import DualBackendError, refused_code
 from dual_backend.interrupts import atomic_write
 from dual_backend.model import Model, order_logs
@@ -53,7 +54,9 @@ def select_device(device: str) -> str:
             "or install a CUDA build of torch on a machine with an NVIDIA GPU."
         )
     if device == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
+        device = "gpu" if torch.cuda.is_available() else "cpu"
+    if device == "gpu" and (advice := cuda_libraries_advice("torch")):
+        warnings.warn(advice, stacklevel=2)
     return device
 
 
