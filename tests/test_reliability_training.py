@@ -344,9 +344,10 @@ def test_run_both_resumed_after_its_second_backend_was_interrupted_trains_only_t
     argv = ["run", "hello_world", "--backend", "both", "--epochs", "2", "--seed", "0", "--out", str(tmp_path)]
     children = []
 
-    def child(command):  # each backend's process, run here; torch's is "interrupted" the first time
+    def child(command, environment):  # each backend's process, run here; torch's is "interrupted" the first time
         backend = command[command.index("--backend") + 1]
         children.append((backend, "--resume" in command))
+        assert environment["DUAL_BACKEND_STARTED_FOR"] == backend  # runs it itself, with no second hand-over
         if backend == "torch" and len(children) == 2:
             return 130
         return cli.main(command[3:])
