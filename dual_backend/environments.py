@@ -56,13 +56,13 @@ def runs_elsewhere(backend: str) -> bool:
     return python_for(backend) != os.path.abspath(sys.executable)
 
 
-def environment_for(backend: str, base: dict | None = None) -> dict:
+def environment_for(backend: str) -> dict:
     """The environment variables of a process started with ``python_for(backend)``."""
-    return {**(os.environ if base is None else base), STARTED_FOR: backend}
+    return {**os.environ, STARTED_FOR: backend}
 
 
-def overwritten_libraries(prefix: str = "nvidia-", path: list[str] | None = None) -> list[str]:
-    """Shared libraries that two installed packages (names starting with ``prefix``) both install,
+def overwritten_libraries(path: list[str] | None = None) -> list[str]:
+    """Shared libraries that two installed NVIDIA packages (``nvidia-*``) both install,
     where the file on disk is not the one a package recorded: ``'nvidia/cudnn/lib/libcudnn.so.9 of
     nvidia-cudnn-cu13 (now nvidia-cudnn-cu12's)'``.  Sizes from the packages' RECORD files are
     compared (the libraries differ in size between CUDA builds; hashing them would read gigabytes).
@@ -70,7 +70,7 @@ def overwritten_libraries(prefix: str = "nvidia-", path: list[str] | None = None
     claims: dict[str, list[tuple[str, int | None, Path]]] = {}
     for distribution in importlib.metadata.distributions(**({"path": path} if path is not None else {})):
         name = (distribution.metadata["Name"] or "").lower()
-        if not name.startswith(prefix):
+        if not name.startswith("nvidia-"):
             continue
         for file in distribution.files or []:
             if ".so" in file.name and file.parts[0] != "..":
