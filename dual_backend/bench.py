@@ -251,11 +251,11 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dic
             seen += len(y)
             with autocast:
                 logits = module.step_logits(x)
-                loss = compat.keras_loss(loss_name, logits, y)
+                loss = compat.keras_loss(loss_name, logits, y, module.head_activation)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            correct = correct + compat.correct_predictions(loss_name, logits, y)
+            correct = correct + compat.correct_predictions(logits, y, module.head_activation)
         return float(correct), seen  # one host synchronisation per epoch
 
     # The torch backend's process settings: its float environment, freed memory kept, its thread rule.
@@ -329,8 +329,8 @@ def _plain_torch_accuracy(module, prepared, loss_name, device, compat) -> float:
     correct = 0
     with torch.no_grad():
         for start in range(0, len(x), 1000):
-            correct += int(compat.correct_predictions(loss_name, module.logits(x[start:start + 1000]),
-                                                      y[start:start + 1000]))
+            correct += int(compat.correct_predictions(module.logits(x[start:start + 1000]),
+                                                      y[start:start + 1000], module.head_activation))
     return correct / len(x)
 
 

@@ -61,6 +61,22 @@ def metric_names(metrics) -> list[str]:
     return metrics
 
 
+def accuracy_kind(label_shape: tuple, output_shape: tuple) -> str:
+    """Which accuracy Keras 3 means by ``'accuracy'`` or ``'acc'``: ``"binary"``, ``"sparse_categorical"``
+    or ``"categorical"``, chosen from the shapes of the labels and of the model's output as
+    ``keras.src.trainers.compile_utils.is_binary_or_sparse_categorical`` chooses (whatever the loss).
+
+    One output unit: binary (thresholded at 0.5, every entry counted).  Labels of
+    lower rank than the output, or of one column for several units: sparse
+    categorical (argmax against the class index).  Otherwise: categorical
+    (argmax against the labels' argmax)."""
+    if output_shape[-1] == 1:
+        return "binary"
+    if len(label_shape) < len(output_shape) or label_shape[-1] == 1:
+        return "sparse_categorical"
+    return "categorical"
+
+
 def optimizer_name(optimizer) -> str:
     if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
         raise DualBackendError(f"Unknown optimizer {optimizer!r}. Valid optimizers: {', '.join(OPTIMIZERS)} "

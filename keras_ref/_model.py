@@ -201,7 +201,8 @@ class KerasModel(Model):
         self.name = lesson or keras_model.name
         self.input_shape, self.output_shape = keras_model.input_shape, keras_model.output_shape
         config = keras_model.get_compile_config() or {}
-        self.optimizer = type(keras_model.optimizer).__name__.lower() if keras_model.optimizer else None
+        optimizer = getattr(keras_model, "optimizer", None)  # absent until the model is compiled
+        self.optimizer = type(optimizer).__name__.lower() if optimizer else None
         self.loss, self.metrics = config.get("loss"), list(config.get("metrics") or [])
 
     def _compile(self, optimizer, loss, metrics):

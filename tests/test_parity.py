@@ -283,7 +283,7 @@ def test_pooling_before_the_relu_is_the_layer_by_layer_model_bit_for_bit(lesson)
     results = []
     for logits in (layer_by_layer, module.logits):
         module.zero_grad()
-        loss = keras_loss(module.keras_loss, logits(x), y)
+        loss = keras_loss(module.keras_loss, logits(x), y, module.head_activation)
         loss.backward()
         results.append((loss.detach(), [p.grad.clone() for p in module.parameters()]))
     (expected_loss, expected_grads), (loss, grads) = results

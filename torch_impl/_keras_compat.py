@@ -657,25 +657,55 @@ def make_optimizer(name: str, parameters):
 # --------------------------------------------------------------------------- losses and metrics
 
 
-def keras_loss(name: str, logits, y):
-    """The loss Keras computes, from the logits behind a softmax or sigmoid head."""
+EPSILON = 1e-7  # keras.config.epsilon(): how far from 0 and 1 Keras clips probabilities in a loss
+
+
+def keras_loss(name: str, logits, y, activation: str | None):
+    """The loss Keras computes (TensorFlow backend, ``from_logits=False``) for a head with ``activation``.
+
+    ``logits`` is what ``Sequential.logits`` returns: the input of a softmax or
+    sigmoid head, else the head's output.  Keras' cross-entropies read the
+    logits a softmax or sigmoid left on its output (``_keras_logits``), whichever
+    of the two it was; behind any other head they take the output as
+    probabilities, clipped to [ε, 1 − ε].  Mean squared error sees the output.
+    """
+    from_logits = activation in PROBABILITY_HEADS
+    outputs = ACTIVATIONS[activation](logits) if from_logits else logits
+    if name == "mean_squared_error":
+        return F.mse_loss(outputs, y.reshape(outputs.shape))
     if name == "sparse_categorical_crossentropy":
-        return F.cross_entropy(logits, y)
+        # Without logits Keras takes the log of the clipped output as logits (renormalising it).
+        return F.cross_entropy(logits if from_logits else outputs.clamp(EPSILON, 1 - EPSILON).log(), y.reshape(-1))
     if name == "categorical_crossentropy":
-        return -(y * F.log_softmax(logits, dim=-1)).sum(-1).mean()
-    if name == "binary_crossentropy":
+        if from_logits:
+            return -(y * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+        probabilities = (outputs / outputs.sum(-1, keepdim=True)).clamp(EPSILON, 1 - EPSILON)
+        return -(y * probabilities.log()).sum(-1).mean()
+    y = y.reshape(logits.shape)
+    if from_logits:
         return F.binary_cross_entropy_with_logits(logits, y)
-    return F.mse_loss(logits, y)
+    probabilities = outputs.clamp(EPSILON, 1 - EPSILON)
+    return -(y * probabilities.log() + (1 - y) * (1 - probabilities).log()).mean()
 
 
-def correct_predictions(loss: str, logits, y):
-    """How many predictions Keras' ``'accuracy'`` counts as right, for this loss."""
-    if loss == "sparse_categorical_crossentropy":
-        return (logits.argmax(-1) == y).sum()
-    if loss == "categorical_crossentropy":
-        return (logits.argmax(-1) == y.argmax(-1)).sum()
-    # Binary accuracy: probability > 0.5, i.e. logit > 0.
-    return ((logits > 0).to(y.dtype) == y).sum()
+def correct_predictions(logits, y, activation: str | None):
+    """How many samples Keras' ``'accuracy'`` counts as right: each sample's share of matching
+    entries, summed (one per right sample for the categorical accuracies).
+
+    Which accuracy is Keras 3's choice from the shapes of labels and outputs
+    (``validation.accuracy_kind``); the binary one compares the output, as a
+    probability, with 0.5.  A softmax keeps the order of its logits, so the
+    argmax is taken from them; a sigmoid can round two logits to the same 1.0,
+    so its argmax is taken from its output, as Keras does.
+    """
+    kind = validation.accuracy_kind(tuple(y.shape), tuple(logits.shape))
+    outputs = logits if activation not in PROBABILITY_HEADS else ACTIVATIONS[activation](logits)
+    if kind == "binary":
+        matches = (outputs > 0.5).to(y.dtype) == y.reshape(outputs.shape)
+        return matches.to(outputs.dtype).mean(-1).sum()
+    scores = logits if activation == "softmax" else outputs
+    labels = y.reshape(-1) if kind == "sparse_categorical" else y.argmax(-1)
+    return (scores.argmax(-1) == labels).sum()
 
 
 def _writable(value) -> bool:
@@ -957,10 +987,15 @@ class Sequential(L.LightningModule):
             outputs.append(x.permute(0, 2, 3, 1) if x.dim() == 4 else x)
         return outputs
 
+    @property
+    def head_activation(self) -> str | None:
+        """The last layer's activation: it decides how Keras computes the loss and the accuracy."""
+        return getattr(self.body[-1], "activation", None)
+
     def logits(self, x):
         """The output before a softmax or sigmoid head: what Keras computes the loss from."""
         head = self.body[-1]
-        if getattr(head, "activation", None) in PROBABILITY_HEADS:
+        if self.head_activation in PROBABILITY_HEADS:
             return head.logits(self.hidden(x))
         return head(self.hidden(x))
 
@@ -992,8 +1027,8 @@ class Sequential(L.LightningModule):
     def _step(self, batch, means: EpochMeans):
         x, y = batch
         logits = self.step_logits(x)
-        loss = keras_loss(self.keras_loss, logits, y)
-        correct = correct_predictions(self.keras_loss, logits, y) if self.keras_metrics else None
+        loss = keras_loss(self.keras_loss, logits, y, self.head_activation)
+        correct = correct_predictions(logits, y, self.head_activation) if self.keras_metrics else None
         means.update(loss, correct, len(x))
         return loss
 
