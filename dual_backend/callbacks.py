@@ -17,12 +17,20 @@ from dual_backend.errors import DualBackendError
 
 
 class Callback:
-    """Override any of the hooks; ``logs`` is a dict of floats keyed like Keras' logs.
+    """Override any of Keras' hooks; ``logs`` is a dict of floats keyed like Keras' logs.
 
-    ``on_train_batch_end`` runs after every batch, as in Keras.  A callback that
-    only samples the running logs (a progress bar) may set ``every_batch = False``:
-    the torch backend then calls it once per chunk of steps (see
-    ``torch_impl/_model.py``), which keeps Lightning's per-step overhead away.
+    Every hook of ``keras.callbacks.Callback`` is called as Keras calls it, with
+    the same keys and values on both backends: the batch hooks of ``fit``
+    (``on_train_batch_end``: the epoch's running means so far), ``evaluate``
+    and the validation inside ``fit`` (``on_test_*``), ``predict``
+    (``on_predict_batch_end``: ``{"outputs": the batch's predictions}``), the
+    epoch hooks (``on_epoch_end``: the epoch's logs, ``val_`` ones included) and
+    ``on_train_end`` (the last epoch's logs).  Begin hooks get ``{}``.
+
+    A callback that only samples the running logs (a progress bar) may set
+    ``every_batch = False``: the torch backend then calls its training batch
+    hooks once per chunk of steps (see ``torch_impl/_model.py``), which keeps
+    Lightning's per-step overhead away.
     """
 
     every_batch = True
@@ -36,7 +44,7 @@ class Callback:
         self.model = model
 
     def set_params(self, params: dict) -> None:
-        """``{'epochs': ..., 'steps': ...}``, as Keras gives its callbacks."""
+        """``{'epochs': ..., 'steps': ..., 'verbose': ...}``, as Keras gives its callbacks."""
         self.params = params
 
     def on_train_begin(self, logs=None): ...
@@ -47,7 +55,31 @@ class Callback:
 
     def on_epoch_end(self, epoch, logs=None): ...
 
+    def on_train_batch_begin(self, batch, logs=None): ...
+
     def on_train_batch_end(self, batch, logs=None): ...
+
+    def on_test_begin(self, logs=None): ...
+
+    def on_test_end(self, logs=None): ...
+
+    def on_test_batch_begin(self, batch, logs=None): ...
+
+    def on_test_batch_end(self, batch, logs=None): ...
+
+    def on_predict_begin(self, logs=None): ...
+
+    def on_predict_end(self, logs=None): ...
+
+    def on_predict_batch_begin(self, batch, logs=None): ...
+
+    def on_predict_batch_end(self, batch, logs=None): ...
+
+
+# Called once per batch: the backends call them only when a callback overrides them (a host
+# synchronisation per batch on torch; Keras turns the logs into Python numbers per batch).
+BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin", "on_test_batch_end",
+               "on_predict_batch_begin", "on_predict_batch_end")
 
 
 class CallbackList:
@@ -59,15 +91,20 @@ class CallbackList:
             callback.set_model(model)
             callback.set_params(params)
 
+    def wants(self, hook: str) -> bool:
+        """Whether any callback overrides ``hook``."""
+        return any(getattr(type(cb), hook) is not getattr(Callback, hook) for cb in self.callbacks)
+
     @property
     def wants_batches(self) -> bool:
-        """Whether any callback overrides the per-batch hook (it costs a sync per call on torch)."""
-        return any(type(cb).on_train_batch_end is not Callback.on_train_batch_end for cb in self.callbacks)
+        """Whether any callback overrides a training batch hook."""
+        return self.wants("on_train_batch_begin") or self.wants("on_train_batch_end")
 
     @property
     def wants_every_batch(self) -> bool:
-        """Whether a callback must see each batch, not a sample of them (``Callback.every_batch``)."""
-        return any(type(cb).on_train_batch_end is not Callback.on_train_batch_end and cb.every_batch
+        """Whether a callback must see each training batch, not a sample of them (``Callback.every_batch``)."""
+        return any(cb.every_batch and any(getattr(type(cb), hook) is not getattr(Callback, hook)
+                                          for hook in ("on_train_batch_begin", "on_train_batch_end"))
                    for cb in self.callbacks)
 
     def __getattr__(self, hook):

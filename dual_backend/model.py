@@ -66,6 +66,21 @@ class SpeedUps:
             (["--compile"] if self.compile else []) + (["--channels-last"] if self.channels_last else [])
 
 
+def steps_for(samples: int, batch_size: int) -> int:
+    """Batches in an epoch over ``samples``: the last one may be short, as in Keras."""
+    return -(-samples // batch_size)
+
+
+def unsupported(**given: bool) -> None:
+    """Refuse the Keras arguments the backends cannot give with Keras' meaning, naming them."""
+    names = [name for name, used in given.items() if used]
+    if names:
+        raise DualBackendError(
+            f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} not supported by dual-backend on either "
+            "backend: leave it out (the front end takes every other argument of Keras' compile, fit, evaluate "
+            "and predict with Keras' meaning).")
+
+
 def order_logs(logs: dict, loss_and_metrics: list[str]) -> dict:
     """Logs in Keras 2's order, the same on both backends: loss, metrics, then their ``val_`` twins."""
     keys = [*loss_and_metrics, *(f"val_{key}" for key in loss_and_metrics)]
@@ -86,8 +101,24 @@ class Model:
 
     # ------------------------------------------------------------------ Keras surface
 
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
-        """As ``keras.Model.compile``; the lessons come compiled as the course compiles them."""
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
+                run_eagerly=False, steps_per_execution=1, jit_compile="auto", auto_scale_loss=True):
+        """As ``keras.Model.compile``; the lessons come compiled as the course compiles them.
+
+        Every argument of Keras 3's ``compile`` is taken.  ``run_eagerly``,
+        ``jit_compile`` (``"auto"`` or ``False``) and ``auto_scale_loss`` change
+        no number here (torch runs eagerly; Keras scales losses only under
+        float16 mixed precision).  What the backends cannot give with Keras'
+        meaning raises :class:`DualBackendError` naming the argument:
+        ``loss_weights`` and ``weighted_metrics`` (one output, unweighted
+        metrics), ``steps_per_execution`` other than 1, ``jit_compile=True``
+        (a speed-up that changes the numbers: ``dual_backend.build(..., compile=True)``)."""
+        unsupported(loss_weights=loss_weights is not None, weighted_metrics=bool(weighted_metrics),
+                    steps_per_execution=steps_per_execution != 1)
+        if jit_compile is True:
+            raise DualBackendError("jit_compile=True is not taken: XLA on keras and torch.compile on torch change "
+                                   "the numbers computed. Ask for it with dual_backend.build(..., compile=True), "
+                                   "or leave jit_compile out.")
         self.loss = validation.loss_name(loss)
         self.metrics = validation.metric_names(metrics)
         self.optimizer = optimizer if self._is_optimizer(optimizer) else validation.optimizer_name(optimizer)
@@ -103,12 +134,24 @@ class Model:
         targets = validation.as_targets(y, len(inputs), self.loss, self.output_shape, batch_size)
         return inputs, targets
 
-    def fit(self, x, y=None, epochs: int = 1, batch_size: int | None = 32, validation_data=None,
-            callbacks=None, verbose="auto", shuffle: bool = True, steps_per_epoch: int | None = None,
+    def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, verbose="auto", callbacks=None,
+            validation_split: float = 0.0, validation_data=None, shuffle: bool = True, class_weight=None,
+            sample_weight=None, initial_epoch: int = 0, steps_per_epoch: int | None = None, validation_steps=None,
+            validation_batch_size: int | None = None, validation_freq: int = 1,
             batch_order_seed: int | None = None) -> History:
         """As ``keras.Model.fit``.  ``x`` is an array (with labels ``y``) or the backend's own
         pipeline of ``(images, labels)`` batches: a ``tf.data.Dataset`` on keras, a
         ``DataLoader`` on torch (see ``horse_or_human``); ``steps_per_epoch`` limits an epoch.
+
+        Keras' meanings: ``batch_size`` 32 when not given; ``validation_split``
+        keeps the last fraction of the arrays for validation, taken before any
+        shuffling (ignored when ``validation_data`` is given); ``class_weight``
+        (``{class: weight}``) becomes a weight per sample by Keras' rule
+        (``class_weight_to_sample_weights``), and a batch's loss is then
+        ``sum(weight · loss) / batch size``, the metrics unweighted;
+        ``initial_epoch`` starts the epoch count there (``History.epoch`` and
+        the callbacks' epochs say so).  ``validation_steps`` and a
+        ``validation_freq`` other than 1 raise :class:`DualBackendError`.
 
         ``batch_order_seed`` ("same order"): instead of each framework shuffling
         with its own generator, both take the samples in the permutations that
@@ -123,13 +166,24 @@ class Model:
         last finished epoch, and the next ``fit`` with it continues from there."""
         if self.loss is None:
             raise DualBackendError("The model must be compiled before fit: call model.compile(...) first.")
+        unsupported(validation_steps=validation_steps is not None, validation_freq=validation_freq != 1)
         batch_size = validation.integer_argument("batch_size", batch_size, minimum=1, default=32)
         epochs = validation.integer_argument("epochs", epochs, minimum=0)
+        initial_epoch = validation.integer_argument("initial_epoch", initial_epoch, minimum=0, default=0)
         steps_per_epoch = validation.integer_argument("steps_per_epoch", steps_per_epoch, minimum=1)
+        validation_batch_size = validation.integer_argument("validation_batch_size", validation_batch_size,
+                                                            minimum=1, default=batch_size)
         callbacks = as_callbacks(callbacks)
+        if class_weight is not None and sample_weight is not None:
+            raise DualBackendError("Give class_weight or sample_weight, not both (as in Keras).")
         if self._is_pipeline(x):
             if y is not None:
                 raise DualBackendError("A data pipeline yields its own labels: pass y=None.")
+            for name, value in (("validation_split", validation_split), ("class_weight", class_weight),
+                                ("sample_weight", sample_weight)):
+                if value:
+                    raise DualBackendError(f"{name} needs arrays x and y; a data pipeline was given. "
+                                           f"Pass arrays, or leave {name} out.")
             try:
                 steps = steps_per_epoch or len(x)
             except TypeError:  # tf.data's and torch_impl's repeat(): no length
@@ -137,12 +191,19 @@ class Model:
                                        "(how many of its batches make an epoch).") from None
         else:
             x, y = self._check(x, y, batch_size)
-            steps = min(steps_per_epoch or np.inf, -(-len(x) // batch_size))
+            if class_weight is not None:
+                sample_weight = validation.class_weights_per_sample(y, class_weight)
+            if sample_weight is not None:
+                sample_weight = validation.as_sample_weights(sample_weight, len(x))
+            if validation_split and validation_data is None:
+                x, y, sample_weight, validation_data = validation.split_off_validation(
+                    x, y, sample_weight, validation_split)
+            steps = min(steps_per_epoch or np.inf, steps_for(len(x), batch_size))
         if validation_data is not None and not self._is_pipeline(validation_data):
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise DualBackendError("validation_data must be a tuple (x_val, y_val) or a data pipeline.")
             try:
-                validation_data = self._check(*validation_data, batch_size)
+                validation_data = self._check(*validation_data, validation_batch_size)
             except DualBackendError as error:
                 raise DualBackendError(f"In validation_data: {error}") from None
         framework = [c for c in callbacks if isinstance(c, FrameworkCallback)]
@@ -150,6 +211,10 @@ class Model:
             framework.append(TerminateOnNaN())
         backup = next((c for c in framework if isinstance(c, BackupAndRestore)), None)
         restored = backup.start(self) if backup else BackupAndRestore.empty_record({})
+        # A backup's epochs come first, as Keras' BackupAndRestore overrides initial_epoch.
+        if restored["epochs"]:
+            initial_epoch = 0
+        first_epoch = restored["epochs"] or initial_epoch
         timer = EpochTimer()
         chosen = [timer, *([ProgressBar()] if verbose else []),
                   *(c for c in callbacks if not isinstance(c, FrameworkCallback)),
@@ -161,17 +226,18 @@ class Model:
                 raise DualBackendError("batch_order_seed needs arrays: a pipeline decides its own order.")
             rng = np.random.default_rng(batch_order_seed)
             # Drawn for every epoch, so that a resumed fit takes the permutations the rest would have taken.
-            shuffle = [rng.permutation(len(x)) for _ in range(int(epochs))][restored["epochs"]:]
+            shuffle = [rng.permutation(len(x)) for _ in range(int(epochs))][first_epoch:]
         try:
             with sigterm_as_keyboard_interrupt():
                 logs = self._fit(x, y, int(epochs), int(batch_size), validation_data, callback_list, shuffle,
-                                 steps_per_epoch, framework)
+                                 steps_per_epoch, framework, initial_epoch=initial_epoch, sample_weight=sample_weight,
+                                 validation_batch_size=validation_batch_size)
         except KeyboardInterrupt as interrupt:
-            raise self._interrupted(interrupt, backup, restored["epochs"] + len(timer.seconds) + 1,
+            raise self._interrupted(interrupt, backup, first_epoch + len(timer.seconds) + 1,
                                     int(epochs)) from None
         keys = [*restored["history"], *(key for key in logs if key not in restored["history"])]
         return History(history={key: restored["history"].get(key, []) + logs.get(key, []) for key in keys},
-                       epoch=list(range(restored["epochs"] + len(timer.seconds))),
+                       epoch=list(range(initial_epoch, first_epoch + len(timer.seconds))),
                        seconds_per_epoch=restored["seconds_per_epoch"] + timer.seconds,
                        params={"epochs": int(epochs), "steps": int(steps)})
 
@@ -194,24 +260,60 @@ class Model:
         error.args = (message,)
         return error
 
-    def evaluate(self, x, y=None, batch_size: int | None = 32, verbose=0):
-        """``[loss, metric, ...]`` in compile order, or the bare loss when compiled without metrics."""
+    def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose=0, sample_weight=None,
+                 steps: int | None = None, callbacks=None, return_dict: bool = False, **kwargs):
+        """As ``keras.Model.evaluate``: ``[loss, metric, ...]`` in compile order, the bare loss when
+        compiled without metrics, or ``{"loss": ..., "accuracy": ...}`` with ``return_dict=True``.
+
+        ``sample_weight`` weighs each sample's loss as in ``fit``; ``steps`` evaluates the first
+        ``steps`` batches; ``callbacks`` get the ``on_test_*`` hooks; ``verbose`` prints the result."""
+        unsupported(**{name: True for name in kwargs})
         batch_size = validation.integer_argument("batch_size", batch_size, minimum=1, default=32)
+        steps = validation.integer_argument("steps", steps, minimum=1)
         if self._is_pipeline(x):
             if y is not None:
                 raise DualBackendError("A data pipeline yields its own labels: pass y=None.")
+            if sample_weight is not None:
+                raise DualBackendError("sample_weight needs arrays x and y; a data pipeline was given. "
+                                       "Pass arrays, or leave sample_weight out.")
         else:
             x, y = self._check(x, y, batch_size)
-        logs = self._evaluate(x, y, batch_size)
+            if sample_weight is not None:
+                sample_weight = validation.as_sample_weights(sample_weight, len(x))
+            if steps is not None:
+                x, y = x[:steps * batch_size], y[:steps * batch_size]
+                sample_weight = None if sample_weight is None else sample_weight[:steps * batch_size]
+        callback_list = self._callback_list(callbacks, verbose, steps, x, batch_size)
+        logs = self._evaluate(x, y, batch_size, callbacks=callback_list, sample_weight=sample_weight, steps=steps)
+        logs = {key: float(logs[key]) for key in self.log_keys}
         if verbose:
             print(" - ".join(f"{k}: {logs[k]:.4f}" for k in self.log_keys))
-        values = [float(logs[key]) for key in self.log_keys]
+        if return_dict:
+            return logs
+        values = list(logs.values())
         return values if self.metrics else values[0]
 
-    def predict(self, x, batch_size: int | None = 32) -> np.ndarray:
-        """Outputs as numpy: probabilities for softmax and sigmoid heads."""
+    def predict(self, x, batch_size: int | None = None, verbose=0, steps: int | None = None,
+                callbacks=None) -> np.ndarray:
+        """As ``keras.Model.predict``: outputs as numpy, probabilities for softmax and sigmoid heads.
+        ``steps`` predicts the first ``steps`` batches; ``callbacks`` get the ``on_predict_*`` hooks
+        (``on_predict_batch_end``'s logs: ``{"outputs": the batch's predictions}``)."""
         batch_size = validation.integer_argument("batch_size", batch_size, minimum=1, default=32)
-        return self._predict(validation.as_inputs(x, self.input_shape[1:]), batch_size)
+        steps = validation.integer_argument("steps", steps, minimum=1)
+        x = validation.as_inputs(x, self.input_shape[1:])
+        if steps is not None:
+            x = x[:steps * batch_size]
+        return self._predict(x, batch_size, callbacks=self._callback_list(callbacks, verbose, steps, x, batch_size))
+
+    def _callback_list(self, callbacks, verbose, steps, x, batch_size: int) -> CallbackList:
+        """``evaluate``'s and ``predict``'s callbacks (Keras' own classes of them would train nothing here)."""
+        chosen = as_callbacks(callbacks)
+        framework = [type(c).__name__ for c in chosen if isinstance(c, FrameworkCallback)]
+        if framework:
+            raise DualBackendError(f"{', '.join(framework)} acts during fit only: give it to fit, not here.")
+        if steps is None and not self._is_pipeline(x):
+            steps = steps_for(len(x), batch_size)
+        return CallbackList(chosen, self, {"epochs": 1, "steps": steps, "verbose": verbose})
 
     def summary(self, print_fn=print) -> None:
         print_fn(format_summary(self.name, self.layer_rows(), self.count_params(), self.trainable_params()))
@@ -258,12 +360,12 @@ class Model:
 
     def _compile(self, optimizer, loss, metrics): raise NotImplementedError
     def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch,
-             framework) -> dict: raise NotImplementedError
+             framework, initial_epoch, sample_weight, validation_batch_size) -> dict: raise NotImplementedError
     def _layer_outputs(self, x) -> list[np.ndarray]: raise NotImplementedError
     def _get_weights(self) -> list[np.ndarray]: raise NotImplementedError
     def _set_weights(self, weights) -> None: raise NotImplementedError
-    def _evaluate(self, x, y, batch_size) -> dict: raise NotImplementedError
-    def _predict(self, x, batch_size) -> np.ndarray: raise NotImplementedError
+    def _evaluate(self, x, y, batch_size, callbacks, sample_weight, steps) -> dict: raise NotImplementedError
+    def _predict(self, x, batch_size, callbacks) -> np.ndarray: raise NotImplementedError
     def save(self, path) -> None: raise NotImplementedError
 
     def _read_backup(self, path) -> dict:

@@ -213,6 +213,51 @@ def as_targets(y, n_samples: int, loss: str, output_shape: tuple, batch_size: in
     return targets
 
 
+def as_sample_weights(sample_weight, n_samples: int) -> np.ndarray:
+    """``sample_weight`` as one finite, non-negative float per sample (Keras' ``fit``/``evaluate``)."""
+    weights = _real_numbers(sample_weight, "Sample weights")
+    if weights.ndim == 2 and weights.shape[1] == 1:
+        weights = weights[:, 0]
+    if weights.ndim != 1 or len(weights) != n_samples:
+        raise DualBackendError(f"sample_weight must hold one weight per sample, shape ({n_samples},), "
+                               f"got shape {weights.shape}.")
+    weights = weights.astype(precision.dtype())
+    _finite(weights, weights, "The sample weights", "the loss would be NaN")
+    if weights.min() < 0:
+        raise DualBackendError(f"Sample weights must not be negative, got {weights.min()}.")
+    return weights
+
+
+def class_weights_per_sample(targets: np.ndarray, class_weight) -> np.ndarray:
+    """``fit(class_weight={class: weight})`` as one weight per sample, by Keras' rule
+    (``data_adapter_utils.class_weight_to_sample_weights``): a sample's class is its label, or the
+    argmax of a one-hot row; classes missing from the dict weigh 1."""
+    if not isinstance(class_weight, dict):
+        raise DualBackendError(f"class_weight must be a dict {{class index: weight}}, got {type(class_weight).__name__}.")
+    classes = targets
+    if classes.ndim > 1:
+        classes = classes.argmax(-1) if classes.shape[-1] != 1 else classes[:, 0]
+    classes = np.round(classes).astype(np.int64)
+    weights = np.array([float(class_weight.get(int(c), 1.0)) for c in range(int(classes.max()) + 1)])
+    return weights[classes]
+
+
+def split_off_validation(x, y, sample_weight, validation_split: float):
+    """``fit(validation_split=f)`` as Keras does it: the last fraction ``f`` of the samples, taken before
+    any shuffling, becomes ``validation_data``; returns ``x, y, sample_weight, (x_val, y_val)``."""
+    if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
+            or not 0 <= validation_split < 1:
+        raise DualBackendError(f"validation_split must be a fraction in [0, 1), got {validation_split!r}.")
+    split_at = int(np.floor(len(x) * (1.0 - validation_split)))
+    if split_at == 0 or split_at == len(x):
+        raise DualBackendError(
+            f"Training data contains {len(x)} samples, which is not sufficient to split it into a validation "
+            f"and training set as specified by validation_split={validation_split}. Either provide more data, "
+            "or a different value for the validation_split argument.")
+    weights = None if sample_weight is None else sample_weight[:split_at]
+    return x[:split_at], y[:split_at], weights, (x[split_at:], y[split_at:])
+
+
 def _sparse_labels(labels: np.ndarray, output_shape: tuple, batch: int) -> np.ndarray:
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]

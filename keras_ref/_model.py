@@ -20,8 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from dual_backend.callbacks import (BackupAndRestore, EarlyStopping, ModelCheckpoint, TensorBoard,  # noqa: E402
-                                    TerminateOnNaN)
+from dual_backend.callbacks import (BATCH_HOOKS, BackupAndRestore, EarlyStopping, ModelCheckpoint,  # noqa: E402
+                                    TensorBoard, TerminateOnNaN)
 from dual_backend.environments import cuda_libraries_advice  # noqa: E402
 from dual_backend.errors import DualBackendError, refused_code  # noqa: E402
 from dual_backend.interrupts import atomic_write  # noqa: E402
@@ -69,11 +69,14 @@ def set_floatx(name: str) -> None:
 
 
 class KerasCallbacks(tf.keras.callbacks.Callback):
-    """Runs the front end's Keras-style callbacks from Keras' own hooks."""
+    """Runs the front end's Keras-style callbacks from Keras' own hooks, logs in the front end's order."""
 
     def __init__(self, callbacks, front: "KerasModel"):
         super().__init__()
         self.callbacks, self.front = callbacks, front
+
+    def _logs(self, logs) -> dict:
+        return order_logs(logs or {}, self.front.log_keys)
 
     def on_train_begin(self, logs=None):
         self.callbacks.on_train_begin({})
@@ -82,21 +85,45 @@ class KerasCallbacks(tf.keras.callbacks.Callback):
         self.callbacks.on_epoch_begin(epoch, {})
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = order_logs(logs, self.front.log_keys)
-        self.callbacks.on_epoch_end(epoch, logs)
+        self.callbacks.on_epoch_end(epoch, self._logs(logs))
         if self.front.stop_training:
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        self.callbacks.on_train_end({})
+        self.callbacks.on_train_end(self._logs(logs))
+
+    def on_test_begin(self, logs=None):
+        self.callbacks.on_test_begin({})
+
+    def on_test_end(self, logs=None):
+        self.callbacks.on_test_end(self._logs(logs))
+
+    def on_predict_begin(self, logs=None):
+        self.callbacks.on_predict_begin({})
+
+    def on_predict_end(self, logs=None):
+        self.callbacks.on_predict_end({})
 
 
-class KerasBatchCallbacks(KerasCallbacks):
-    """The same, with the per-batch hook; only used when a callback wants it, since
-    Keras converts the logs to Python numbers for every batch once the hook exists."""
+def _batch_hook(hook: str):
+    def forward(self, batch, logs=None):
+        if hook == "on_predict_batch_end":
+            logs = {"outputs": np.asarray(logs["outputs"])}
+        elif hook.endswith("_end"):
+            logs = self._logs(logs)
+        else:
+            logs = {}
+        getattr(self.callbacks, hook)(batch, logs)
 
-    def on_train_batch_end(self, batch, logs=None):
-        self.callbacks.on_train_batch_end(batch, logs)
+    return forward
+
+
+def keras_callbacks(callbacks, front: "KerasModel") -> KerasCallbacks:
+    """The adapter, with only the batch hooks some callback overrides: once a batch hook exists
+    Keras turns the logs into Python numbers after every batch."""
+    hooks = {hook: _batch_hook(hook) for hook in BATCH_HOOKS if callbacks.wants(hook)}
+    return type("KerasCallbacks", (KerasCallbacks,), hooks)(callbacks, front) if hooks else \
+        KerasCallbacks(callbacks, front)
 
 
 class OrderedBatches(tf.keras.utils.PyDataset):
@@ -108,9 +135,10 @@ class OrderedBatches(tf.keras.utils.PyDataset):
     trained epochs 0, 1, 2 on permutations 1, 2, 2), and tf.data may prefetch the next
     epoch's first batches before the current epoch's ``on_epoch_end``."""
 
-    def __init__(self, x, y, batch_size, orders, steps):
+    def __init__(self, x, y, batch_size, orders, steps, sample_weight=None):
         super().__init__()
         self.x, self.y, self.batch_size, self.orders, self.steps = x, y, batch_size, orders, steps
+        self.sample_weight = sample_weight
 
     def __len__(self):
         return len(self.orders) * self.steps
@@ -118,6 +146,8 @@ class OrderedBatches(tf.keras.utils.PyDataset):
     def __getitem__(self, index):
         epoch, batch = divmod(index, self.steps)
         chosen = self.orders[epoch][batch * self.batch_size:(batch + 1) * self.batch_size]
+        if self.sample_weight is not None:
+            return self.x[chosen], self.y[chosen], self.sample_weight[chosen]
         return self.x[chosen], self.y[chosen]
 
 
@@ -214,26 +244,33 @@ class KerasModel(Model):
     def _is_optimizer(self, optimizer) -> bool:
         return isinstance(optimizer, tf.keras.optimizers.Optimizer)
 
-    def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch, framework):
-        adapter = (KerasBatchCallbacks if callbacks.wants_batches else KerasCallbacks)(callbacks, self)
-        if isinstance(shuffle, list):  # the front end's permutations, one per epoch
+    def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch, framework,
+             initial_epoch=0, sample_weight=None, validation_batch_size=None):
+        adapter = keras_callbacks(callbacks, self)
+        if isinstance(shuffle, list):  # the front end's permutations, one per epoch from initial_epoch
             steps_per_epoch = min(steps_per_epoch or len(x), -(-len(x) // batch_size))
-            x, y, shuffle = OrderedBatches(x, y, batch_size, shuffle, steps_per_epoch), None, False
+            x, y, shuffle = OrderedBatches(x, y, batch_size, shuffle, steps_per_epoch, sample_weight), None, False
+            sample_weight = None
         pipeline = self._is_pipeline(x) or isinstance(x, OrderedBatches)
         history = self.keras_model.fit(x, y, epochs=epochs, batch_size=None if pipeline else batch_size,
                                        validation_data=validation_data, steps_per_epoch=steps_per_epoch,
                                        callbacks=[adapter, *map(keras_callback, framework)], verbose=0,
-                                       shuffle=shuffle and not pipeline)  # a Dataset shuffles itself
+                                       shuffle=shuffle and not pipeline,  # a Dataset shuffles itself
+                                       initial_epoch=initial_epoch, sample_weight=sample_weight,
+                                       validation_batch_size=validation_batch_size)
         keys = [*self.log_keys, *(f"val_{key}" for key in self.log_keys)]
         return {key: [float(v) for v in history.history[key]] for key in keys if key in history.history}
 
-    def _evaluate(self, x, y, batch_size):
+    def _evaluate(self, x, y, batch_size, callbacks, sample_weight=None, steps=None):
+        adapter = keras_callbacks(callbacks, self)
         if self._is_pipeline(x):
-            return self.keras_model.evaluate(x, verbose=0, return_dict=True)
-        return self.keras_model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
+            return self.keras_model.evaluate(x, verbose=0, return_dict=True, steps=steps, callbacks=[adapter])
+        return self.keras_model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True,
+                                         sample_weight=sample_weight, callbacks=[adapter])
 
-    def _predict(self, x, batch_size):
-        return np.asarray(self.keras_model.predict(x, batch_size=batch_size, verbose=0))
+    def _predict(self, x, batch_size, callbacks):
+        return np.asarray(self.keras_model.predict(x, batch_size=batch_size, verbose=0,
+                                                   callbacks=[keras_callbacks(callbacks, self)]))
 
     def _get_weights(self):
         return [np.asarray(w) for w in self.keras_model.get_weights()]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from dual_backend.errors import DualBackendError
+from tests.user_models import one_layer_models
 
 LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
           "mean_squared_error")
@@ -36,22 +37,6 @@ def labels(form: str, units: int) -> np.ndarray:
 
 
 FORMS = ("integers (N,)", "integers (N, 1)", "one-hot", "0/1 floats")
-
-
-def one_layer_models(units: int, activation: str):
-    """Dense(units, activation) on 4 inputs, on each backend, behind the front end, with the keras weights."""
-    import tensorflow as tf
-
-    from keras_ref._model import KerasModel
-    from torch_impl import _keras_compat as compat
-    from torch_impl._model import TorchModel
-
-    tf.keras.utils.set_random_seed(0)
-    keras_model = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(units, activation=activation)])
-    module = compat.Sequential([compat.Input((4,)), compat.Dense(units, activation=activation)])
-    keras, torch = KerasModel(keras_model, None, None, {}, "cpu"), TorchModel(module, None, None, {}, "cpu")
-    torch.set_weights(keras.get_weights())
-    return keras_model, keras, torch
 
 
 def outcome(model, loss: str, y) -> tuple | str:

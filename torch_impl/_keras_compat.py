@@ -660,7 +660,7 @@ def make_optimizer(name: str, parameters):
 EPSILON = 1e-7  # keras.config.epsilon(): how far from 0 and 1 Keras clips probabilities in a loss
 
 
-def keras_loss(name: str, logits, y, activation: str | None):
+def keras_loss(name: str, logits, y, activation: str | None, sample_weight=None):
     """The loss Keras computes (TensorFlow backend, ``from_logits=False``) for a head with ``activation``.
 
     ``logits`` is what ``Sequential.logits`` returns: the input of a softmax or
@@ -668,24 +668,35 @@ def keras_loss(name: str, logits, y, activation: str | None):
     logits a softmax or sigmoid left on its output (``_keras_logits``), whichever
     of the two it was; behind any other head they take the output as
     probabilities, clipped to [ε, 1 − ε].  Mean squared error sees the output.
+
+    With ``sample_weight`` (one weight per sample) the loss is Keras'
+    ``sum(weight · sample's loss) / batch size``; without, the plain mean.
     """
+    per_sample = _per_sample_loss(name, logits, y, activation)
+    if sample_weight is None:
+        return per_sample.mean()
+    return (per_sample * sample_weight).sum() / len(per_sample)
+
+
+def _per_sample_loss(name: str, logits, y, activation: str | None):
+    """Each sample's loss by Keras' rules (``keras_loss``), the mean over its entries for MSE and binary."""
     from_logits = activation in PROBABILITY_HEADS
     outputs = ACTIVATIONS[activation](logits) if from_logits else logits
     if name == "mean_squared_error":
-        return F.mse_loss(outputs, y.reshape(outputs.shape))
+        return (outputs - y.reshape(outputs.shape)).square().reshape(len(y), -1).mean(-1)
     if name == "sparse_categorical_crossentropy":
-        # Without logits Keras takes the log of the clipped output as logits (renormalising it).
-        return F.cross_entropy(logits if from_logits else outputs.clamp(EPSILON, 1 - EPSILON).log(), y.reshape(-1))
+        scores = logits if from_logits else outputs.clamp(EPSILON, 1 - EPSILON).log()
+        return F.cross_entropy(scores, y.reshape(-1), reduction="none")
     if name == "categorical_crossentropy":
         if from_logits:
-            return -(y * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+            return -(y * F.log_softmax(logits, dim=-1)).sum(-1)
         probabilities = (outputs / outputs.sum(-1, keepdim=True)).clamp(EPSILON, 1 - EPSILON)
-        return -(y * probabilities.log()).sum(-1).mean()
+        return -(y * probabilities.log()).sum(-1)
     y = y.reshape(logits.shape)
     if from_logits:
-        return F.binary_cross_entropy_with_logits(logits, y)
+        return F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(-1)
     probabilities = outputs.clamp(EPSILON, 1 - EPSILON)
-    return -(y * probabilities.log() + (1 - y) * (1 - probabilities).log()).mean()
+    return -(y * probabilities.log() + (1 - y) * (1 - probabilities).log()).mean(-1)
 
 
 def correct_predictions(logits, y, activation: str | None):
@@ -1025,9 +1036,9 @@ class Sequential(L.LightningModule):
         return x
 
     def _step(self, batch, means: EpochMeans):
-        x, y = batch
+        x, y, *sample_weight = batch  # (x, y) or (x, y, sample_weight)
         logits = self.step_logits(x)
-        loss = keras_loss(self.keras_loss, logits, y, self.head_activation)
+        loss = keras_loss(self.keras_loss, logits, y, self.head_activation, *sample_weight)
         correct = correct_predictions(logits, y, self.head_activation) if self.keras_metrics else None
         means.update(loss, correct, len(x))
         return loss

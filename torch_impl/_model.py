@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 
-from dual_backend.callbacks import BackupAndRestore, EarlyStopping, ModelCheckpoint, TensorBoard, TerminateOnNaN
+from dual_backend.callbacks import (BATCH_HOOKS, BackupAndRestore, EarlyStopping, ModelCheckpoint, TensorBoard,
+                                    TerminateOnNaN)
 from dual_backend.environments import cuda_libraries_advice
 from dual_backend.errors import DualBackendError, refused_code
 from dual_backend.interrupts import atomic_write
@@ -213,33 +214,23 @@ class StepChunk:
         return len(self.rows)
 
 
-class LiveLogs(dict):
-    """The running epoch means, read off the device only when a callback looks at them."""
-
-    def __init__(self, means):
-        super().__init__()
-        self.means = means
-
-    def _logs(self):
-        return self.means.compute()
-
-    def items(self):
-        return self._logs().items()
-
-    def __getitem__(self, key):
-        return self._logs()[key]
-
-    def get(self, key, default=None):
-        return self._logs().get(key, default)
-
-
 class KerasCallbacks(L.Callback):
-    """Runs the front end's Keras-style callbacks from Lightning's hooks and records the History."""
+    """Runs the front end's Keras-style callbacks from Lightning's hooks and records the History.
 
-    def __init__(self, callbacks, front: "TorchModel"):
-        self.callbacks, self.front = callbacks, front
-        self.wants_batches = callbacks.wants_batches
+    Lightning's validation inside ``fit``, its ``validate`` and its ``predict``
+    call Keras' ``on_test_*`` and ``on_predict_*`` hooks; Lightning counts epochs
+    from 0, Keras from ``initial_epoch``.  The batch hooks run only when a
+    callback overrides them (reading the running means is a host synchronisation).
+    """
+
+    def __init__(self, callbacks, front: "TorchModel", initial_epoch: int = 0):
+        self.callbacks, self.front, self.initial_epoch = callbacks, front, initial_epoch
+        self.wanted = {hook for hook in BATCH_HOOKS if callbacks.wants(hook)}
         self.history: dict[str, list[float]] = defaultdict(list)
+        self.last_logs: dict = {}
+
+    def _ordered(self, means, prefix: str = "") -> dict:
+        return order_logs(means.compute(prefix), [f"{prefix}{key}" for key in self.front.log_keys])
 
     def on_train_start(self, trainer, module):
         if trainer.global_rank > 0:  # data-parallel: the other processes train and decide, rank 0 reports
@@ -247,12 +238,20 @@ class KerasCallbacks(L.Callback):
         self.callbacks.on_train_begin({})
 
     def on_train_epoch_start(self, trainer, module):
-        self.callbacks.on_epoch_begin(trainer.current_epoch, {})
+        self.callbacks.on_epoch_begin(self.initial_epoch + trainer.current_epoch, {})
+
+    @staticmethod
+    def _first_step(batch, batch_idx) -> int:
+        return batch.last_step - len(batch) + 1 if isinstance(batch, StepChunk) else batch_idx
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if "on_train_batch_begin" in self.wanted:
+            self.callbacks.on_train_batch_begin(self._first_step(batch, batch_idx), {})
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if self.wants_batches:
+        if "on_train_batch_end" in self.wanted:
             step = batch.last_step if isinstance(batch, StepChunk) else batch_idx
-            self.callbacks.on_train_batch_end(step, LiveLogs(module.train_means))
+            self.callbacks.on_train_batch_end(step, self._ordered(module.train_means))
 
     def on_train_epoch_end(self, trainer, module):
         # Lightning has already run this epoch's validation when this hook fires.
@@ -261,12 +260,41 @@ class KerasCallbacks(L.Callback):
         module.log_dict({k: v for k, v in logs.items() if not k.startswith("val_")})  # val_: by the module
         for key, value in logs.items():
             self.history[key].append(value)
-        self.callbacks.on_epoch_end(trainer.current_epoch, logs)
+        self.last_logs = logs
+        self.callbacks.on_epoch_end(self.initial_epoch + trainer.current_epoch, logs)
         if self.front.stop_training:
             trainer.should_stop = True
 
     def on_train_end(self, trainer, module):
-        self.callbacks.on_train_end({})
+        self.callbacks.on_train_end(dict(self.last_logs))
+
+    def on_validation_start(self, trainer, module):
+        self.callbacks.on_test_begin({})
+
+    def on_validation_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0):
+        if "on_test_batch_begin" in self.wanted:
+            self.callbacks.on_test_batch_begin(batch_idx, {})
+
+    def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
+        if "on_test_batch_end" in self.wanted:
+            self.callbacks.on_test_batch_end(batch_idx, self._ordered(module.val_means))
+
+    def on_validation_end(self, trainer, module):
+        self.callbacks.on_test_end(self._ordered(module.val_means))
+
+    def on_predict_start(self, trainer, module):
+        self.callbacks.on_predict_begin({})
+
+    def on_predict_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0):
+        if "on_predict_batch_begin" in self.wanted:
+            self.callbacks.on_predict_batch_begin(batch_idx, {})
+
+    def on_predict_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
+        if "on_predict_batch_end" in self.wanted:
+            self.callbacks.on_predict_batch_end(batch_idx, {"outputs": outputs.detach().cpu().numpy()})
+
+    def on_predict_end(self, trainer, module):
+        self.callbacks.on_predict_end({})
 
 
 class LightningTerminateOnNaN(L.Callback):
@@ -472,8 +500,11 @@ class TorchModel(Model):
         return self.module.in_memory_format(x.permute(0, 3, 1, 2)) if self.module.channels_first and x.dim() == 4 \
             else x
 
-    def _batches(self, x, y=None, batch_size=32, shuffle=False, **chunking):
+    def _batches(self, x, y=None, batch_size=32, shuffle=False, sample_weight=None, **chunking):
+        """The arrays as :class:`TensorBatches` of ``(x, y)``, or ``(x, y, sample_weight)``."""
         tensors = [self._inputs(x)] + ([] if y is None else self._tensors(y))
+        if sample_weight is not None:
+            tensors += self._tensors(sample_weight)
         return TensorBatches(*tensors, batch_size=batch_size, shuffle=shuffle, **chunking)
 
     @property
@@ -495,17 +526,19 @@ class TorchModel(Model):
         with denormals_flushed(), freed_memory_kept(), intra_op_threads(self.threads), interrupts_as_in_keras():
             yield
 
-    def _fit(self, *args):
+    def _fit(self, *args, **settings):
         with self._computing():
-            return self._fit_here(*args)
+            return self._fit_here(*args, **settings)
 
-    def _fit_here(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch, framework):
+    def _fit_here(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch, framework,
+                  initial_epoch=0, sample_weight=None, validation_batch_size=None):
         if self.devices > 1 and batch_size % self.devices:
             raise DualBackendError(f"batch_size {batch_size} does not split evenly over {self.devices} devices: "
                                    f"choose a multiple of {self.devices}.")
-        adapter = KerasCallbacks(callbacks, self)
+        adapter = KerasCallbacks(callbacks, self, initial_epoch)
         logger, lightning_callbacks = lightning_counterparts(framework)
-        trainer = self._trainer(**self._scale_out(), max_epochs=epochs, callbacks=[adapter, *lightning_callbacks], logger=logger,
+        trainer = self._trainer(**self._scale_out(), max_epochs=max(epochs - initial_epoch, 0),
+                                callbacks=[adapter, *lightning_callbacks], logger=logger,
                                 log_every_n_steps=1,  # only epoch logs are written; silences a warning
                                 enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in framework),
                                 limit_train_batches=(steps_per_epoch or 1.0) if self._is_pipeline(x) else 1.0,
@@ -518,25 +551,29 @@ class TorchModel(Model):
         elif self._is_pipeline(x):
             train = x
         else:
-            train = self._batches(x, y, batch_size, shuffle, steps=steps_per_epoch, steps_per_chunk=chunk)
+            train = self._batches(x, y, batch_size, shuffle, steps=steps_per_epoch, steps_per_chunk=chunk,
+                                  sample_weight=sample_weight)
         val = validation_data
         if validation_data is not None and not self._is_pipeline(validation_data):
-            val = self._batches(*validation_data, batch_size=batch_size)
+            val = self._batches(*validation_data, batch_size=validation_batch_size or batch_size)
         self.module.val_means.reset()
-        trainer.fit(self.module, train_dataloaders=train, val_dataloaders=val,
-                    ckpt_path=backup_to_resume(framework), weights_only=True)
+        if epochs > initial_epoch:  # Keras trains nothing from an initial_epoch at or past epochs
+            trainer.fit(self.module, train_dataloaders=train, val_dataloaders=val,
+                        ckpt_path=backup_to_resume(framework), weights_only=True)
         self.rank = trainer.global_rank
         return dict(adapter.history)
 
-    def _evaluate(self, x, y, batch_size):
-        batches = x if self._is_pipeline(x) else self._batches(x, y, batch_size)
+    def _evaluate(self, x, y, batch_size, callbacks, sample_weight=None, steps=None):
+        batches = x if self._is_pipeline(x) else self._batches(x, y, batch_size, sample_weight=sample_weight)
+        trainer = self._trainer(callbacks=[KerasCallbacks(callbacks, self)], limit_val_batches=steps or 1.0)
         with self._computing():
-            self._trainer().validate(self.module, batches, verbose=False)
+            trainer.validate(self.module, batches, verbose=False)
         return self.module.val_means.compute()
 
-    def _predict(self, x, batch_size):
+    def _predict(self, x, batch_size, callbacks):
+        trainer = self._trainer(callbacks=[KerasCallbacks(callbacks, self)])
         with self._computing():
-            batches = self._trainer().predict(self.module, self._batches(x, batch_size=batch_size))
+            batches = trainer.predict(self.module, self._batches(x, batch_size=batch_size))
         return torch.cat(batches).cpu().numpy()
 
     def _get_weights(self):
