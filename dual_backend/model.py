@@ -300,10 +300,12 @@ class Model:
         (``on_predict_batch_end``'s logs: ``{"outputs": the batch's predictions}``)."""
         batch_size = validation.integer_argument("batch_size", batch_size, minimum=1, default=32)
         steps = validation.integer_argument("steps", steps, minimum=1)
-        x = validation.as_inputs(x, self.input_shape[1:])
-        if steps is not None:
-            x = x[:steps * batch_size]
-        return self._predict(x, batch_size, callbacks=self._callback_list(callbacks, verbose, steps, x, batch_size))
+        if not self._is_pipeline(x):
+            x = validation.as_inputs(x, self.input_shape[1:], pipeline_accepted=True)
+            if steps is not None:
+                x = x[:steps * batch_size]
+        return self._predict(x, batch_size, callbacks=self._callback_list(callbacks, verbose, steps, x, batch_size),
+                             steps=steps if self._is_pipeline(x) else None)
 
     def _callback_list(self, callbacks, verbose, steps, x, batch_size: int) -> CallbackList:
         """``evaluate``'s and ``predict``'s callbacks (Keras' own classes of them would train nothing here)."""
@@ -365,7 +367,7 @@ class Model:
     def _get_weights(self) -> list[np.ndarray]: raise NotImplementedError
     def _set_weights(self, weights) -> None: raise NotImplementedError
     def _evaluate(self, x, y, batch_size, callbacks, sample_weight, steps) -> dict: raise NotImplementedError
-    def _predict(self, x, batch_size, callbacks) -> np.ndarray: raise NotImplementedError
+    def _predict(self, x, batch_size, callbacks, steps) -> np.ndarray: raise NotImplementedError
     def save(self, path) -> None: raise NotImplementedError
 
     def _read_backup(self, path) -> dict:

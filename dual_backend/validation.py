@@ -213,6 +213,20 @@ def as_targets(y, n_samples: int, loss: str, output_shape: tuple, batch_size: in
     return targets
 
 
+def check_batch(index: int, batch: tuple, input_shape: tuple, loss: str | None, output_shape: tuple,
+                pipeline: str = "the data pipeline") -> None:
+    """Everything arrays are checked for (``as_inputs``, ``as_targets``), for one batch of a pipeline
+    as it streams: ``batch`` is ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)`` as numpy arrays, images
+    in Keras' (N, height, width, channels) layout.  Raises :class:`DualBackendError` naming the batch
+    (counted from 0 as each pass over the pipeline begins; across passes for a repeated pipeline)."""
+    try:
+        x = as_inputs(batch[0], input_shape)
+        if len(batch) > 1 and loss is not None:
+            as_targets(batch[1], len(x), loss, output_shape, len(x))
+    except DualBackendError as error:
+        raise DualBackendError(f"Batch {index} of {pipeline}: {error}") from None
+
+
 def as_sample_weights(sample_weight, n_samples: int) -> np.ndarray:
     """``sample_weight`` as one finite, non-negative float per sample (Keras' ``fit``/``evaluate``)."""
     weights = _real_numbers(sample_weight, "Sample weights")

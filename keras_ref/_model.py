@@ -23,6 +23,7 @@ import tensorflow as tf  # noqa: E402
 from dual_backend.callbacks import (BATCH_HOOKS, BackupAndRestore, EarlyStopping, ModelCheckpoint,  # noqa: E402
                                     TensorBoard, TerminateOnNaN)
 from dual_backend.environments import cuda_libraries_advice  # noqa: E402
+from dual_backend import validation  # noqa: E402
 from dual_backend.errors import DualBackendError, refused_code  # noqa: E402
 from dual_backend.interrupts import atomic_write  # noqa: E402
 from dual_backend.model import Model, order_logs  # noqa: E402
@@ -116,6 +117,55 @@ def _batch_hook(hook: str):
         getattr(self.callbacks, hook)(batch, logs)
 
     return forward
+
+
+class CheckedPipeline:
+    """A ``tf.data.Dataset`` whose batches get the front end's checks as they stream
+    (``validation.check_batch``), in a ``tf.numpy_function`` before each batch is handed on.
+
+    TensorFlow reports an exception raised there as an ``OpError`` from deep in
+    the graph; ``raised`` keeps the front end's own error, which ``reraise``
+    puts back in its place.  The batches themselves pass through unchanged.
+    """
+
+    def __init__(self, front: "KerasModel"):
+        self.front, self.raised = front, None
+
+    def __call__(self, dataset, pipeline: str = "the data pipeline"):
+        front = self.front
+
+        def check(index, *arrays):
+            try:
+                validation.check_batch(int(index), arrays, front.input_shape[1:], front.loss, front.output_shape,
+                                       pipeline)
+            except DualBackendError as error:
+                self.raised = error
+                raise
+            return np.bool_(True)
+
+        inputs = tf.nest.flatten(dataset.element_spec)[0]
+        if not inputs.shape[1:].is_compatible_with(front.input_shape[1:]):
+            # Keras refuses such a pipeline when it traces the model, before a batch flows: the first batch
+            # is read here, so that its check names it as on torch.
+            for index, batch in enumerate(dataset):
+                check(index, *(np.asarray(t) for t in tf.nest.flatten(batch)))
+
+        def checked(index, batch):
+            tensors = tf.nest.flatten(batch)
+            passed = tf.numpy_function(check, [index, *tensors], tf.bool, stateful=True)
+            with tf.control_dependencies([passed]):
+                return tf.nest.pack_sequence_as(batch, [tf.identity(t) for t in tensors])
+
+        return dataset.enumerate().map(checked).prefetch(1)
+
+    @contextlib.contextmanager
+    def reraise(self):
+        try:
+            yield
+        except tf.errors.OpError:
+            if self.raised is not None:
+                raise self.raised from None
+            raise
 
 
 def keras_callbacks(callbacks, front: "KerasModel") -> KerasCallbacks:
@@ -247,30 +297,42 @@ class KerasModel(Model):
     def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch, framework,
              initial_epoch=0, sample_weight=None, validation_batch_size=None):
         adapter = keras_callbacks(callbacks, self)
+        checks = CheckedPipeline(self)
+        if self._is_pipeline(x):
+            x = checks(x)
+        if self._is_pipeline(validation_data):
+            validation_data = checks(validation_data, "the validation pipeline")
         if isinstance(shuffle, list):  # the front end's permutations, one per epoch from initial_epoch
             steps_per_epoch = min(steps_per_epoch or len(x), -(-len(x) // batch_size))
             x, y, shuffle = OrderedBatches(x, y, batch_size, shuffle, steps_per_epoch, sample_weight), None, False
             sample_weight = None
         pipeline = self._is_pipeline(x) or isinstance(x, OrderedBatches)
-        history = self.keras_model.fit(x, y, epochs=epochs, batch_size=None if pipeline else batch_size,
-                                       validation_data=validation_data, steps_per_epoch=steps_per_epoch,
-                                       callbacks=[adapter, *map(keras_callback, framework)], verbose=0,
-                                       shuffle=shuffle and not pipeline,  # a Dataset shuffles itself
-                                       initial_epoch=initial_epoch, sample_weight=sample_weight,
-                                       validation_batch_size=validation_batch_size)
+        with checks.reraise():
+            history = self.keras_model.fit(x, y, epochs=epochs, batch_size=None if pipeline else batch_size,
+                                           validation_data=validation_data, steps_per_epoch=steps_per_epoch,
+                                           callbacks=[adapter, *map(keras_callback, framework)], verbose=0,
+                                           shuffle=shuffle and not pipeline,  # a Dataset shuffles itself
+                                           initial_epoch=initial_epoch, sample_weight=sample_weight,
+                                           validation_batch_size=validation_batch_size)
         keys = [*self.log_keys, *(f"val_{key}" for key in self.log_keys)]
         return {key: [float(v) for v in history.history[key]] for key in keys if key in history.history}
 
     def _evaluate(self, x, y, batch_size, callbacks, sample_weight=None, steps=None):
-        adapter = keras_callbacks(callbacks, self)
-        if self._is_pipeline(x):
-            return self.keras_model.evaluate(x, verbose=0, return_dict=True, steps=steps, callbacks=[adapter])
-        return self.keras_model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True,
-                                         sample_weight=sample_weight, callbacks=[adapter])
+        adapter, checks = keras_callbacks(callbacks, self), CheckedPipeline(self)
+        with checks.reraise():
+            if self._is_pipeline(x):
+                return self.keras_model.evaluate(checks(x), verbose=0, return_dict=True, steps=steps,
+                                                 callbacks=[adapter])
+            return self.keras_model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True,
+                                             sample_weight=sample_weight, callbacks=[adapter])
 
-    def _predict(self, x, batch_size, callbacks):
-        return np.asarray(self.keras_model.predict(x, batch_size=batch_size, verbose=0,
-                                                   callbacks=[keras_callbacks(callbacks, self)]))
+    def _predict(self, x, batch_size, callbacks, steps=None):
+        checks = CheckedPipeline(self)
+        if self._is_pipeline(x):
+            x, batch_size = checks(x), None
+        with checks.reraise():
+            return np.asarray(self.keras_model.predict(x, batch_size=batch_size, verbose=0, steps=steps,
+                                                       callbacks=[keras_callbacks(callbacks, self)]))
 
     def _get_weights(self):
         return [np.asarray(w) for w in self.keras_model.get_weights()]

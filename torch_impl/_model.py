@@ -29,6 +29,7 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from dual_backend.callbacks import (BATCH_HOOKS, BackupAndRestore, EarlyStopping, ModelCheckpoint, TensorBoard,
                                     TerminateOnNaN)
 from dual_backend.environments import cuda_libraries_advice
+from dual_backend import validation
 from dual_backend.errors import DualBackendError, refused_code
 from dual_backend.interrupts import atomic_write
 from dual_backend.model import Model, order_logs
@@ -189,6 +190,39 @@ class StreamEpochs:
         for _ in range(self.steps):
             batch = next(self.batches)
             yield tuple(t.tensor_split(world)[rank] for t in batch) if world > 1 else batch
+
+
+class CheckedBatches:
+    """A pipeline's batches, each given the front end's checks as it streams
+    (``validation.check_batch``: shapes, dtypes, NaN, label range and form), and its labels then in
+    the dtype the loss takes, as the arrays' are (``validation.as_targets``).
+
+    Images are checked in Keras' layout, (N, height, width, channels): a convolutional
+    model's pipeline yields torch's (N, channels, height, width), seen through a transposed view.
+    Batches are counted from 0 at each ``iter()``: each epoch for a loader, across
+    epochs for a :class:`Repeat` (one stream), as a ``tf.data`` pipeline counts them on keras."""
+
+    def __init__(self, batches, front: "TorchModel", pipeline: str = "the data pipeline"):
+        self.batches, self.front, self.pipeline = batches, front, pipeline
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        front = self.front
+        sparse = front.loss == "sparse_categorical_crossentropy"
+        for index, batch in enumerate(self.batches):
+            tensors = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+            arrays = [t.detach().cpu().numpy() for t in tensors]
+            if front.module.channels_first and arrays[0].ndim == 4:
+                arrays[0] = arrays[0].transpose(0, 2, 3, 1)
+            validation.check_batch(index, tuple(arrays), front.input_shape[1:], front.loss, front.output_shape,
+                                   self.pipeline)
+            if len(tensors) > 1 and front.loss is not None:
+                labels = tensors[1]
+                wanted = torch.int64 if sparse else torch.get_default_dtype()
+                tensors = (tensors[0], labels if labels.dtype == wanted else labels.to(wanted), *tensors[2:])
+            yield tensors
 
 
 def data_parallel_world() -> tuple[int, int]:
@@ -546,15 +580,17 @@ class TorchModel(Model):
         # A callback that must see every batch gets Lightning's batches one step each; so does DDP,
         # whose gradient hooks expect one backward pass per Lightning step.
         chunk = 1 if callbacks.wants_every_batch or self.devices > 1 else STEPS_PER_CHUNK
-        if isinstance(x, Repeat):
-            train = x.epochs_of(steps_per_epoch)  # Keras reads a repeated pipeline on across epochs
+        if isinstance(x, Repeat):  # Keras reads a repeated pipeline on across epochs
+            train = StreamEpochs(CheckedBatches(x, self), steps_per_epoch)
         elif self._is_pipeline(x):
-            train = x
+            train = CheckedBatches(x, self)
         else:
             train = self._batches(x, y, batch_size, shuffle, steps=steps_per_epoch, steps_per_chunk=chunk,
                                   sample_weight=sample_weight)
         val = validation_data
-        if validation_data is not None and not self._is_pipeline(validation_data):
+        if self._is_pipeline(validation_data):
+            val = CheckedBatches(validation_data, self, "the validation pipeline")
+        elif validation_data is not None:
             val = self._batches(*validation_data, batch_size=validation_batch_size or batch_size)
         self.module.val_means.reset()
         if epochs > initial_epoch:  # Keras trains nothing from an initial_epoch at or past epochs
@@ -564,16 +600,18 @@ class TorchModel(Model):
         return dict(adapter.history)
 
     def _evaluate(self, x, y, batch_size, callbacks, sample_weight=None, steps=None):
-        batches = x if self._is_pipeline(x) else self._batches(x, y, batch_size, sample_weight=sample_weight)
+        batches = CheckedBatches(x, self) if self._is_pipeline(x) else \
+            self._batches(x, y, batch_size, sample_weight=sample_weight)
         trainer = self._trainer(callbacks=[KerasCallbacks(callbacks, self)], limit_val_batches=steps or 1.0)
         with self._computing():
             trainer.validate(self.module, batches, verbose=False)
         return self.module.val_means.compute()
 
-    def _predict(self, x, batch_size, callbacks):
-        trainer = self._trainer(callbacks=[KerasCallbacks(callbacks, self)])
+    def _predict(self, x, batch_size, callbacks, steps=None):
+        trainer = self._trainer(callbacks=[KerasCallbacks(callbacks, self)], limit_predict_batches=steps or 1.0)
+        batches = CheckedBatches(x, self) if self._is_pipeline(x) else self._batches(x, batch_size=batch_size)
         with self._computing():
-            batches = trainer.predict(self.module, self._batches(x, batch_size=batch_size))
+            batches = trainer.predict(self.module, batches)
         return torch.cat(batches).cpu().numpy()
 
     def _get_weights(self):
