@@ -180,6 +180,27 @@ class Recipe:
     def fails_with(self) -> str | None:
         return self.variant.fails_with
 
+    @property
+    def reads_image_folders(self) -> bool:
+        """Whether the data are folders of image files that each backend reads with its own
+        pipeline (horse_or_human), rather than arrays the front end loads and prepares."""
+        return self.dataset == "horse_or_human"
+
+    @property
+    def judged_by(self) -> str:
+        """The key of the number a run is judged by: the lesson's metric, or hello_world's prediction."""
+        return self.lesson.metric or "prediction"
+
+    @property
+    def judged_on(self) -> str:
+        """``"test"``, or ``"training"`` for a lesson judged on its last epoch's training metric
+        (horse_or_human, whose point is overfitting)."""
+        return "training" if self.lesson.judge_training else "test"
+
+    def judged_value(self, test: dict, last_epoch: dict) -> float:
+        """The number a run is judged by, from its test metrics and its last epoch's training logs."""
+        return (last_epoch if self.lesson.judge_training else test)[self.judged_by]
+
     def expected(self, profile: str) -> Range:
         if profile == "full":
             return self.variant.full or self.lesson.full
@@ -212,7 +233,7 @@ def _register(lesson: Lesson) -> None:
 _register(Lesson(
     name="hello_world",
     title="One neuron learns y = 3x + 1",
-    notes="seed 003 (also 000)",
+    notes="course note 003 (also 000)",
     dataset="hello_world",
     input_shape=(1,),
     options={},
@@ -231,7 +252,7 @@ _register(Lesson(
 _register(Lesson(
     name="fashion_mlp",
     title="The first computer-vision model: Fashion-MNIST with one hidden layer",
-    notes="seeds 000-003",
+    notes="course notes 000-003",
     dataset="fashion_mnist",
     input_shape=(28, 28),
     options={"hidden_units": 128, "extra_hidden_units": None, "flatten": True, "output_units": 10},
@@ -261,10 +282,10 @@ _register(Lesson(
                                     # determinism), torch 0.663, 0.671: raw pixels make Adam's first
                                     # steps huge, and a seed moves the quick run by ±0.04 on either backend
                                     quick=Range(0.55, 0.85), tolerance=0.1),
-        "mnist": Variant("the same model on MNIST digits, width 512 (seed: 0.9776)", dataset="mnist",
+        "mnist": Variant("the same model on MNIST digits, width 512 (the note: 0.9776)", dataset="mnist",
                          options={"hidden_units": 512}, params=407_050,
                          full=Range(0.97, 0.99), quick=Range(0.92, 0.97)),
-        "stop_callback": Variant("width 512, stop when the epoch's training loss < 0.4 (seed: after epoch 2)",
+        "stop_callback": Variant("width 512, stop when the epoch's training loss < 0.4 (the note: after epoch 2)",
                                  options={"hidden_units": 512}, stop=FASHION_STOP, params=407_050,
                                  full=Range(0.84, 0.89)),
         "no_flatten": Variant("error exercise: no Flatten() first", options={"flatten": False, "hidden_units": 64},
@@ -278,7 +299,7 @@ _register(Lesson(
 _register(Lesson(
     name="mnist_callback",
     title="Train MNIST to 99% and stop with a callback",
-    notes="seed 000, exercise",
+    notes="course note 000, exercise",
     dataset="mnist",
     input_shape=(28, 28),
     options={"hidden_units": 128},
@@ -302,7 +323,7 @@ _register(Lesson(
 _register(Lesson(
     name="convolution",
     title="Convolution and pooling by hand: filter the 'ascent' image, then 2x2 max pooling",
-    notes="seed 003, section 3",
+    notes="course note 003, section 3",
     kind="convolution",
     dataset="ascent",
     # The filters are named here; their 3x3 values live in dual_backend.convolution.FILTERS.
@@ -319,7 +340,7 @@ _register(Lesson(
 _register(Lesson(
     name="fashion_cnn",
     title="Convolutions improve Fashion-MNIST",
-    notes="seed 003, section 4",
+    notes="course note 003, section 4",
     dataset="fashion_mnist",
     input_shape=(28, 28, 1),
     # Exercises as options: ``filters`` of the first convolution (the second keeps 64),
@@ -362,7 +383,7 @@ _register(Lesson(
 _register(Lesson(
     name="horse_or_human",
     title="A CNN on real 300x300 colour images",
-    notes="seed 003, sections 5-6",
+    notes="course note 003, sections 5-6",
     dataset="horse_or_human",
     input_shape=(300, 300, 3),
     options={},
@@ -385,7 +406,7 @@ _register(Lesson(
 _register(Lesson(
     name="keras_basics",
     title="The tf.keras workflow end to end",
-    notes="seed 004",
+    notes="course note 004",
     dataset="fashion_mnist",
     input_shape=(28, 28),
     options={"hidden_units": (300, 100), "activation": "sigmoid", "batch_norm": False, "alpha_dropout": None},
@@ -446,5 +467,10 @@ def get(name: str) -> Lesson:
 
 def recipe(lesson: str, variant: str | None = None) -> Recipe:
     return get(lesson).variant(variant)
+
+
+def judged_value(metrics: dict) -> float:
+    """The number a finished run is judged by, from its ``metrics.json``."""
+    return recipe(metrics["lesson"], metrics["variant"]).judged_value(metrics["test"], metrics["final_training"])
 
 
