@@ -1,4 +1,4 @@
-"""What happens when training goes wrong (issue 7, items 3-5), the same on both backends.
+"""What happens when training goes wrong, the same on both backends.
 
 A loss that turns NaN, Ctrl-C or SIGTERM in the middle of an epoch, a
 backup that is not this run's, a model file that would run code when loaded,
