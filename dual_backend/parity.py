@@ -105,7 +105,7 @@ def sample_data(recipe, count: int):
     from dual_backend.images import load_images
     from dual_backend.run import prepare_data
 
-    if recipe.dataset == "horse_or_human":
+    if recipe.reads_image_folders:
         train_dir, validation_dir = data.horse_or_human_dirs()
         # 32 images of 300x300, both classes: every 8th of the 256 sorted validation files.
         files = sorted(validation_dir.glob("*/*.png"))[::8][:32]
