@@ -15,6 +15,7 @@ import importlib
 from dual_backend import data  # db.data.load_fashion_mnist() etc., as in the README
 from dual_backend.callbacks import BackupAndRestore, Callback, StopTraining, TerminateOnNaN
 from dual_backend.errors import DataError, DualBackendError, TrainingDiverged, TrainingInterrupted
+from dual_backend.formats import FILE_FORMATS, backend_of_model_file
 from dual_backend.lessons import LESSONS
 from dual_backend.model import History, Model, SpeedUps
 
@@ -24,7 +25,8 @@ STRATEGIES = {"keras": "mirrored", "torch": "ddp"}  # data-parallel training, ea
 
 
 def backend_package(backend: str):
-    """The backend's front-end module (``keras_ref._model`` or ``torch_impl._model``), imported now."""
+    """The module that implements the front end on ``backend`` (``keras_ref._model`` or
+    ``torch_impl._model``: ``build``, ``load``, ``seed``, ``set_floatx`` and its ``Model``), imported now."""
     if backend not in BACKENDS:
         raise DualBackendError(f"Unknown backend {backend!r}. Valid backends: {', '.join(BACKENDS)}.")
     return importlib.import_module(f"{BACKENDS[backend]}._model")
@@ -59,7 +61,7 @@ def build(lesson: str, backend: str = "keras", variant: str | None = None, devic
         raise DualBackendError(f"Unknown device {device!r}. Valid devices: {', '.join(DEVICES)}.")
     if not isinstance(devices, int) or devices < 1:
         raise DualBackendError(f"devices must be a positive integer, got {devices!r}.")
-    frontend = backend_package(backend)  # an unknown backend is named here
+    backend_module = backend_package(backend)  # an unknown backend is named here
     strategy = STRATEGIES[backend] if strategy == "auto" else strategy
     if strategy != STRATEGIES[backend]:
         raise DualBackendError(f"The {backend} backend scales out with strategy {STRATEGIES[backend]!r} "
@@ -67,7 +69,7 @@ def build(lesson: str, backend: str = "keras", variant: str | None = None, devic
                                f"not {strategy!r}; or leave it 'auto'.")
     program = importlib.import_module(f"{BACKENDS[backend]}.{lesson}")
     speedups = SpeedUps(precision=precision, compile=bool(compile), channels_last=bool(channels_last))
-    return frontend.build(program, recipe, chosen, device, devices=devices, speedups=speedups)
+    return backend_module.build(program, recipe, chosen, device, devices=devices, speedups=speedups)
 
 
 def copy_weights(source: Model, target: Model) -> None:
@@ -79,14 +81,10 @@ def copy_weights(source: Model, target: Model) -> None:
 
 
 def load_model(path, device: str = "auto") -> Model:
-    """A model saved with ``model.save(path)``: ``.keras`` files on keras, ``.pt`` files on torch."""
-    suffix = str(path).rsplit(".", 1)[-1]
-    backend = {"keras": "keras", "pt": "torch"}.get(suffix)
-    if backend is None:
-        raise DualBackendError(f"Cannot tell the backend of {path}: expected a .keras (keras) or .pt (torch) file.")
-    return backend_package(backend).load(path, device)
+    """A model saved with ``model.save(path)``, on the backend its file format names (``FILE_FORMATS``)."""
+    return backend_package(backend_of_model_file(path)).load(path, device)
 
 
-__all__ = ["BACKENDS", "BackupAndRestore", "Callback", "DataError", "DualBackendError", "History", "LESSONS",
+__all__ = ["BACKENDS", "FILE_FORMATS", "BackupAndRestore", "Callback", "DataError", "DualBackendError", "History", "LESSONS",
            "Model", "StopTraining", "TerminateOnNaN", "TrainingDiverged", "TrainingInterrupted", "build",
            "copy_weights", "load_model"]

@@ -14,12 +14,11 @@ Each system trains the lesson's data (profile ``full`` unless told) for
 at a time (``turns``, the default for lessons that train): all of them start
 and load their data, then each waits at every epoch's start for its turn, so
 only one trains at any moment and the systems' epochs interleave, the order
-reversing every round.  A shared machine whose speed drifts by tens of
-percent within minutes (this one does: the same epoch took 25 s and 41 s in
-one hour) then slows all systems alike, which whole runs one after another
-cannot promise.  Without turns, each run is a process after the last; with
+reversing every round.  A shared machine whose speed drifts within minutes
+(docs/speed.md) then slows all systems alike, which whole runs one after
+another cannot promise.  Without turns, each run is a process after the last; with
 ``repeats`` > 1 the order of the systems alternates (forwards, backwards, ...).  The first epoch (start-up, tracing, caches)
-is reported apart; "steady" is the median of the later epochs.  Ratios are
+is reported apart; "steady" is ``dual_backend.model.steady_seconds``, the median of the later epochs.  Ratios are
 the keras backend's steady seconds over the system's: above 1 is faster than
 tf.keras.  Timings are meant to be compared within one run of this command.
 """
@@ -40,7 +39,7 @@ import numpy as np
 
 from dual_backend import lessons
 from dual_backend.environments import python_for
-from dual_backend.model import SpeedUps
+from dual_backend.model import SpeedUps, batches_in, steady_seconds
 
 SYSTEMS = {
     "keras": "the keras backend: keras_ref/ on tf.keras",
@@ -142,22 +141,20 @@ def _measure_backend(backend, recipe, epochs, device, profile, seed, speedups) -
                          profile=profile, seed=seed, device=device, verbose=0, speedups=speedups,
                          callbacks=[timer])
     samples = _samples_per_epoch(recipe, profile)
-    value = metrics["final_training"].get(metrics["judged_by"]) if recipe.lesson.judge_training \
-        else metrics["test"].get(metrics["judged_by"])
-    return _result(backend, timer.seconds, timer.cpu_seconds, samples, metrics["judged_by"], value,
-                   metrics["device"])
+    return _result(backend, timer.seconds, timer.cpu_seconds, samples, recipe.judged_by,
+                   recipe.judged_value(metrics["test"], metrics["final_training"]), metrics["device"])
 
 
 def _samples_per_epoch(recipe, profile) -> int:
     steps = recipe.steps_per_epoch(profile)
-    if recipe.dataset == "horse_or_human":
+    if recipe.reads_image_folders:
         # Both pipelines repeat: passes of full batches and a short last one (1,027 pictures:
         # 8 x 128 + 3), read on across epochs, so an epoch of 8 steps averages 8 x 1,027 / 9.
         from dual_backend import data
         from dual_backend.images import check_image_folder
 
         images = sum(check_image_folder(data.horse_or_human_dirs()[0], 2).values())
-        return round(steps * images / -(-images // recipe.lesson.batch_size))
+        return round(steps * images / batches_in(images, recipe.lesson.batch_size))
     from dual_backend.run import prepare_data
 
     count = len(prepare_data(recipe, profile).x_train)
@@ -184,7 +181,7 @@ def _keras_on_torch_program(lesson: str):
 def _measure_keras_on_torch(recipe, epochs, device, profile, seed) -> dict:
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    if recipe.dataset == "horse_or_human":
+    if recipe.reads_image_folders:
         return {"skipped": "keras_ref's image pipeline is tf.data (image_dataset_from_directory), "
                            "which needs TensorFlow in the process"}
     keras, program = _keras_on_torch_program(recipe.lesson.name)
@@ -260,7 +257,7 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dic
 
     # The torch backend's process settings: its float environment, freed memory kept, its thread rule.
     with compat.denormals_flushed(), compat.freed_memory_kept(), intra_op_threads(threads):
-        if recipe.dataset == "horse_or_human":
+        if recipe.reads_image_folders:
             from dual_backend.data import horse_or_human_dirs
 
             train_dir, _ = horse_or_human_dirs()
@@ -479,11 +476,10 @@ def summarise(results: list[dict]) -> dict:
         first = results[0] if results else {}
         return {"note": first.get("skipped") or f"failed: {first.get('failed')}\n{first.get('log', '')}"}
     firsts = [r["seconds_per_epoch"][0] for r in done]
-    later = [s for r in done for s in r["seconds_per_epoch"][1:]] or firsts
-    steady = statistics.median(later)
+    steady = steady_seconds(*(r["seconds_per_epoch"] for r in done))
     idle = [idle_epochs(r["seconds_per_epoch"], r.get("cpu_seconds_per_epoch")) for r in done]
-    busy = [s for r, gaps in zip(done, idle) for epoch, s in enumerate(r["seconds_per_epoch"])
-            if epoch >= 1 and epoch not in gaps]
+    # Each run with its idle later epochs left out (the first stays: steady_seconds sets it apart).
+    busy = [[s for epoch, s in enumerate(r["seconds_per_epoch"]) if epoch not in gaps] for r, gaps in zip(done, idle)]
     values = [r["value"] for r in done if r.get("value") is not None]
     memory = [r["peak_memory_mb"] for r in done if r.get("peak_memory_mb")]
     summary = {"first_epoch_seconds": statistics.mean(firsts), "steady_seconds": steady,
@@ -493,8 +489,8 @@ def summarise(results: list[dict]) -> dict:
     if any(idle):
         summary["idle_epochs"] = [{"run": run, "epoch": epoch + 1, "idle_seconds": waited}
                                   for run, gaps in enumerate(idle) for epoch, waited in gaps.items()]
-        if busy:
-            summary["steady_seconds_busy"] = statistics.median(busy)
+        if any(run[1:] for run in busy):
+            summary["steady_seconds_busy"] = steady_seconds(*busy)
     return summary
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from dual_backend.errors import DualBackendError
+from dual_backend.formats import FILE_FORMATS
 
 
 class Callback:
@@ -121,7 +122,7 @@ class CallbackList:
 class StopTraining(Callback):
     """The course's ``myCallback``: stop when an epoch's log crosses a threshold.
 
-    ``StopTraining("loss", below=0.4, message=...)`` is seed 000's Fashion-MNIST
+    ``StopTraining("loss", below=0.4, message=...)`` is course note 000's Fashion-MNIST
     exercise, ``StopTraining("accuracy", above=0.99, message=...)`` its MNIST one.
     """
 
@@ -186,7 +187,7 @@ class TerminateOnNaN(FrameworkCallback):
     """
 
 
-BACKUP_FILES = {"keras": "last.npz", "torch": "last.ckpt"}
+BACKUP_FILES = {backend: f"last{formats.backup}" for backend, formats in FILE_FORMATS.items()}
 
 
 class BackupAndRestore(FrameworkCallback):

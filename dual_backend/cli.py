@@ -23,9 +23,11 @@ from pathlib import Path
 
 from dual_backend import BACKENDS, DEVICES, data, lessons
 from dual_backend.errors import DualBackendError
-from dual_backend.environments import environment_for, python_for, runs_elsewhere
+from dual_backend.environments import environment_for, runs_elsewhere
+from dual_backend.formats import FILE_FORMATS
 from dual_backend.interrupts import sigterm_as_keyboard_interrupt
-from dual_backend.run import PROFILES
+from dual_backend.model import MIXED_PRECISIONS, SpeedUps, steady_seconds
+from dual_backend.run import PROFILES, RunSettings
 
 
 def _lesson_listing() -> str:
@@ -54,17 +56,23 @@ def _parse_option(text: str) -> tuple[str, object]:
 
 def add_speedup_flags(command: argparse.ArgumentParser) -> None:
     """Speed-ups that change the numbers computed: off unless asked for (see SpeedUps)."""
-    command.add_argument("--precision", choices=["float32", "bf16"], default="float32",
+    command.add_argument("--precision", choices=MIXED_PRECISIONS, default="float32",
                          help="bf16: bfloat16 autocast (torch) / mixed_bfloat16 policy (keras)")
     command.add_argument("--compile", action="store_true", help="torch.compile (torch) / XLA jit_compile (keras)")
     command.add_argument("--channels-last", action="store_true",
                          help="torch: convolutions in channels-last memory (faster on CPUs)")
 
 
-def speedups(args):
-    from dual_backend.model import SpeedUps
-
+def speedups(args) -> SpeedUps:
     return SpeedUps(precision=args.precision, compile=args.compile, channels_last=args.channels_last)
+
+
+def run_settings(args, backend: str) -> RunSettings:
+    """``dual-backend run``'s arguments as the settings of one backend's run."""
+    return RunSettings(args.lesson, backend, variant=args.variant, epochs=args.epochs, profile=args.profile,
+                       seed=args.seed, device=args.device, options=dict(args.option), init_from=args.init_from,
+                       same_order=args.same_order, devices=args.devices, strategy=args.strategy,
+                       speedups=speedups(args), floatx="float64" if args.float64 else None)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -110,8 +118,8 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("lesson", choices=["horse_or_human"], metavar="LESSON", help="horse_or_human")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
     predict.add_argument("--backend", choices=list(BACKENDS), required=True)
-    predict.add_argument("--checkpoint", required=True,
-                         help="the model `run` saved: OUT/keras/model.keras or OUT/torch/model.pt")
+    predict.add_argument("--checkpoint", required=True, help="the model `run` saved: " + " or ".join(
+        f"OUT/{backend}/model{formats.model}" for backend, formats in FILE_FORMATS.items()))
     predict.add_argument("--device", choices=DEVICES, default="auto")
     compare = commands.add_parser("compare", help="run lessons on both backends, several seeds, and report")
     compare.add_argument("lesson", choices=["all", *lessons.LESSONS], metavar="LESSON|all")
@@ -165,12 +173,6 @@ def _check_names(args, top: argparse.ArgumentParser) -> None:
         top.error(str(error))
 
 
-def _judged_value(result: dict) -> float:
-    """The number the lesson is judged by: a test metric, or (horse_or_human) the last training epoch's."""
-    source = result["final_training"] if result["judged_on"] == "training" else result["test"]
-    return source[result["judged_by"]]
-
-
 def _print_side_by_side(results: list[dict]) -> None:
     first = results[0]
     if lessons.get(first["lesson"]).kind == "convolution":
@@ -191,34 +193,27 @@ def _print_side_by_side(results: list[dict]) -> None:
         header += f"{judged:>{judged_width}}"
     print(header + "  verdict")
     for result in results:
-        per_epoch = result["seconds_per_epoch"]
-        steady = sum(per_epoch[1:]) / len(per_epoch[1:]) if len(per_epoch) > 1 else sum(per_epoch)
+        steady = steady_seconds(result["seconds_per_epoch"])
         row = f"{result['backend']:<8}{result['device']:<8}{result['epochs_run']:>7}{steady:>9.2f}"
         row += "".join(f"{result['test'][k]:>{widths[k]}.4f}" for k in keys)
         if first["judged_on"] == "training":
-            row += f"{_judged_value(result):>{judged_width}.4f}"
+            row += f"{lessons.judged_value(result):>{judged_width}.4f}"
         print(row + ("  inside" if result["inside_expected"] else "  OUTSIDE"))
     if len(results) == 2:
-        key = first["judged_by"]
-        difference = abs(_judged_value(results[0]) - _judged_value(results[1]))
+        difference = abs(lessons.judged_value(results[0]) - lessons.judged_value(results[1]))
         verdict = "within" if difference <= recipe.tolerance else "OUTSIDE"
         print(f"difference in {judged}: {difference:.4f} ({verdict} the tolerance {recipe.tolerance:g})")
 
 
 def _run(args) -> int:
-    from dual_backend.run import run_lesson
+    from dual_backend.run import run
 
     out = Path(args.out or f"runs/{args.lesson}-{args.variant or 'default'}")
     if args.backend != "both" and runs_elsewhere(args.backend):
-        # The backend's own environment (DUAL_BACKEND_KERAS_PYTHON / _TORCH_PYTHON; README, GPU).
-        return _run_child([python_for(args.backend), "-m", "dual_backend.cli", *_argv_for(args, args.backend, out)],
-                          environment_for(args.backend))
+        # The backend's own environment (DUAL_BACKEND_KERAS_PYTHON / _TORCH_PYTHON; docs/gpu.md).
+        return _run_child(run_settings(args, args.backend).command(out, args.resume), environment_for(args.backend))
     if args.backend != "both":
-        metrics = run_lesson(args.lesson, args.backend, variant=args.variant, epochs=args.epochs,
-                             profile=args.profile, seed=args.seed, device=args.device, out=out,
-                             options=dict(args.option), init_from=args.init_from, same_order=args.same_order,
-                             devices=args.devices, strategy=args.strategy, speedups=speedups(args),
-                             resume=args.resume, precision="float64" if args.float64 else None)
+        metrics = run(run_settings(args, args.backend), out=out, resume=args.resume)
         if "rank" in metrics:  # a DDP helper process: rank 0 prints
             return 0
         if lessons.get(args.lesson).kind == "convolution":
@@ -228,15 +223,14 @@ def _run(args) -> int:
             return 0
         judged = f"{metrics['judged_on']} {metrics['judged_by']}"
         print(f"{args.backend}: test " + " - ".join(f"{k}: {v:.4f}" for k, v in metrics["test"].items())
-              + f"; {judged} {_judged_value(metrics):.4f} expected in "
+              + f"; {judged} {lessons.judged_value(metrics):.4f} expected in "
               + f"[{metrics['expected'][0]:g}, {metrics['expected'][1]:g}]: "
               + ("inside" if metrics["inside_expected"] else "OUTSIDE"))
         return 0
     results = []
     for backend in BACKENDS:
         print(f"== {backend} backend", flush=True)
-        code = _run_child([python_for(backend), "-m", "dual_backend.cli", *_argv_for(args, backend, out)],
-                          environment_for(backend))
+        code = _run_child(run_settings(args, backend).command(out, args.resume), environment_for(backend))
         if code != 0:
             return code if code in (130, 143) else 1
         results.append(json.loads((out / backend / "metrics.json").read_text()))
@@ -257,27 +251,6 @@ def _run_child(command: list[str], environment: dict) -> int:
         if getattr(interrupt, "signal_name", "SIGINT") == "SIGTERM":
             child.send_signal(signal.SIGTERM)
         return child.wait()
-
-
-def _argv_for(args, backend: str, out: Path) -> list[str]:
-    argv = ["run", args.lesson, "--backend", backend, "--profile", args.profile, "--device", args.device,
-            "--out", str(out)]
-    for flag, value in (("--variant", args.variant), ("--epochs", args.epochs), ("--seed", args.seed),
-                        ("--init-from", args.init_from), ("--devices", args.devices)):
-        if value is not None:
-            argv += [flag, str(value)]
-    if args.same_order:
-        argv.append("--same-order")
-    if args.strategy != "auto":
-        argv += ["--strategy", args.strategy]
-    argv += speedups(args).flags()
-    if args.resume:
-        argv.append("--resume")
-    if args.float64:
-        argv.append("--float64")
-    for name, value in args.option:
-        argv += ["--option", f"{name}={value!r}"]
-    return argv
 
 
 def _compare(args, top) -> int:
@@ -355,7 +328,7 @@ def _predict(args) -> int:
     from dual_backend.images import load_images
 
     try:
-        expected = {"keras": ".keras", "torch": ".pt"}[args.backend]
+        expected = FILE_FORMATS[args.backend].model
         if not args.checkpoint.endswith(expected):
             raise DualBackendError(f"--backend {args.backend} reads {expected} models; got {args.checkpoint}. "
                                    f"Train one with `dual-backend run {args.lesson} --backend {args.backend}`.")

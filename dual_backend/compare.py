@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dual_backend import BACKENDS, lessons
-from dual_backend.environments import environment_for, python_for
+from dual_backend.environments import environment_for
+from dual_backend.model import steady_seconds
+from dual_backend.run import RunSettings
 
 
 @dataclass
@@ -76,22 +78,13 @@ def selection(lesson: str, variant: str | None, all_variants: bool) -> list[tupl
     return chosen
 
 
-def run_one(run: Run, profile: str, device: str, epochs: int | None, same_start: bool, same_order: bool,
-            show) -> Run:
-    """``dual-backend run`` for one backend and seed in a child process, unless already done."""
+def run_one(run: Run, settings: RunSettings, show) -> Run:
+    """``dual-backend run`` of ``settings`` in a child process, unless already done."""
     done = run.folder / run.backend / "metrics.json"
     log = run.folder / f"{run.backend}.log"
     if not done.exists():
         run.folder.mkdir(parents=True, exist_ok=True)
-        command = [python_for(run.backend), "-m", "dual_backend.cli", "run", run.lesson, "--variant", run.variant,
-                   "--backend", run.backend, "--seed", str(run.seed), "--profile", profile, "--device", device,
-                   "--out", str(run.folder), "--resume"]  # a retry continues an interrupted run
-        if epochs is not None:
-            command += ["--epochs", str(epochs)]
-        if same_start:
-            command += ["--init-from", "keras"]
-        if same_order:
-            command.append("--same-order")
+        command = settings.command(run.folder, resume=True)  # a retry continues an interrupted run
         with open(log, "w") as stream:
             child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env=environment_for(run.backend))
@@ -144,9 +137,12 @@ def compare(lesson: str, variant: str | None = None, all_variants: bool = False,
     for section, seed, backend in planned:
         run = Run(section.lesson, section.variant, seed, backend,
                   out / "runs" / f"{section.lesson}-{section.variant}" / f"seed{seed}")
+        settings = RunSettings(section.lesson, backend, variant=section.variant, epochs=epochs, profile=profile,
+                               seed=seed, device=device, init_from="keras" if same_start else None,
+                               same_order=same_order)
         progress.start(run)
         began = time.perf_counter()
-        section.runs.append(run_one(run, profile, device, epochs, same_start, same_order, progress.show))
+        section.runs.append(run_one(run, settings, progress.show))
         progress.finish(run, time.perf_counter() - began)
     write_report(sections, out, profile)
     return sections
@@ -159,16 +155,11 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def judged(metrics: dict) -> float:
-    source = metrics["final_training"] if metrics.get("judged_on") == "training" else metrics["test"]
-    return source[metrics["judged_by"]]
-
-
-def seconds(metrics: dict) -> tuple[float, float]:
-    """(first epoch, mean of the others): the first carries start-up and tracing."""
-    per_epoch = metrics["seconds_per_epoch"]
-    steady = per_epoch[1:] or per_epoch
-    return per_epoch[0], statistics.fmean(steady)
+def seconds(runs: list[Run]) -> tuple[float, float]:
+    """Seconds per epoch of one backend's runs: the first epochs' mean (start-up and tracing) and
+    the steady seconds of them all (``steady_seconds``), as ``bench`` reports its repeats."""
+    per_epoch = [r.metrics["seconds_per_epoch"] for r in runs]
+    return statistics.fmean(run[0] for run in per_epoch), steady_seconds(*per_epoch)
 
 
 def verdicts(section: Section) -> dict:
@@ -193,7 +184,7 @@ def verdicts(section: Section) -> dict:
             result["backends"][backend] = None
             continue
         result["key"] = f"{runs[0].metrics['judged_on']} {runs[0].metrics['judged_by']}"
-        mean, std = mean_std([judged(r.metrics) for r in runs])
+        mean, std = mean_std([lessons.judged_value(r.metrics) for r in runs])
         result["backends"][backend] = {"mean": mean, "std": std, "inside": mean in expected}
     both = [result["backends"][b] for b in BACKENDS]
     result["difference"] = abs(both[0]["mean"] - both[1]["mean"]) if all(both) else None
@@ -249,7 +240,7 @@ def cost_figure(section: Section, path: Path) -> Path | None:
     for backend in BACKENDS:
         runs = [r for r in section.of(backend) if "seconds_per_epoch" in r.metrics]
         if runs:
-            steady[backend] = statistics.fmean(seconds(r.metrics)[1] for r in runs)
+            steady[backend] = seconds(runs)[1]
             memory[backend] = statistics.fmean(r.metrics.get("peak_memory_mb", {}).get("resident", 0) for r in runs)
     if len(steady) < 2:
         return None
@@ -310,8 +301,7 @@ def summary_rows(section: Section, verdict: dict) -> list[list[str]]:
     for backend in BACKENDS:
         value = verdict["backends"][backend]
         runs = section.of(backend)
-        steady = statistics.fmean(seconds(r.metrics)[1] for r in runs) if runs else float("nan")
-        first = statistics.fmean(seconds(r.metrics)[0] for r in runs) if runs else float("nan")
+        first, steady = seconds(runs) if runs else (float("nan"), float("nan"))
         memory = max((r.metrics.get("peak_memory_mb", {}).get("resident", 0) for r in runs), default=0)
         tests = [_pm(dict(zip(("mean", "std"), mean_std([r.metrics["test"][k] for r in runs])))) if runs
                  else "failed" for k in metric_keys(section)]

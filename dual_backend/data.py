@@ -328,7 +328,7 @@ def load_mnist():
 
 
 def load_hello_world():
-    """Seed 003's six points on the line y = 3x + 1, and the x the course predicts for."""
+    """Course note 003's six points on the line y = 3x + 1, and the x the course predicts for."""
     xs = np.array([-1.0, 0.0, 1.0, 2.0, 3.0, 4.0], dtype=np.float32)
     ys = np.array([-2.0, 1.0, 4.0, 7.0, 10.0, 13.0], dtype=np.float32)
     return (xs, ys), (np.array([10.0], dtype=np.float32), np.array([31.0], dtype=np.float32))

@@ -8,11 +8,9 @@ differ, but cuDNN and NCCL install to the same files
 (``nvidia/cudnn/lib/libcudnn.so.9``, ``nvidia/nccl/lib/libnccl.so.2``): in
 one environment whichever was installed last wins, ``pip check`` sees
 nothing wrong, and the other framework loads a library built for another
-CUDA (measured with ``pip install -e ".[all,gpu]"``: torch 2.14.1+cu130 then
-reports cuDNN 9.28, TensorFlow's CUDA 12 build, instead of its own 9.24).
-The supported GPU install is therefore one environment per framework, and
-the front end runs each backend's processes with its own interpreter
-(``DUAL_BACKEND_KERAS_PYTHON`` / ``DUAL_BACKEND_TORCH_PYTHON``; README, "GPU").
+CUDA (docs/gpu.md).  The supported GPU install is therefore one environment
+per framework, and the front end runs each backend's processes with its own
+interpreter (``DUAL_BACKEND_KERAS_PYTHON`` / ``DUAL_BACKEND_TORCH_PYTHON``).
 """
 
 from __future__ import annotations
@@ -41,7 +39,7 @@ def python_for(backend: str) -> str:
     if not (path.is_file() and os.access(path, os.X_OK)):
         raise DualBackendError(
             f"{variable}={value!r} is not an executable file. Name the python of the environment that holds "
-            f"the {backend} backend (e.g. .venv-{backend}/bin/python; see README, GPU), or unset {variable} "
+            f"the {backend} backend (e.g. .venv-{backend}/bin/python; see docs/gpu.md), or unset {variable} "
             "to run it with this Python.")
     return os.path.abspath(path)
 
@@ -94,7 +92,7 @@ def overwritten_libraries(path: list[str] | None = None) -> list[str]:
 @functools.cache
 def cuda_libraries_advice(framework: str) -> str | None:
     """A warning's text when this environment's NVIDIA libraries overwrote one another, else None
-    (looked up once per process: ~0.3 s over the installed packages' file lists)."""
+    (looked up once per process: it reads every installed package's list of files)."""
     overwritten = overwritten_libraries()
     if not overwritten:
         return None
@@ -102,4 +100,4 @@ def cuda_libraries_advice(framework: str) -> str | None:
     return (f"This environment holds two CUDA builds of the same NVIDIA libraries, installed to the same files, "
             f"so one framework loads the other's: {shown}. {framework} may fail or misbehave on the GPU. Install "
             "each framework in an environment of its own and point DUAL_BACKEND_KERAS_PYTHON at the keras one "
-            "(README, GPU).")
+            "(docs/gpu.md).")

@@ -3,14 +3,18 @@
 :class:`Model` does everything that does not depend on the framework once:
 checking inputs, choosing the callbacks, timing epochs, shaping what is
 returned.  ``keras_ref._model.KerasModel`` and ``torch_impl._model.TorchModel``
-fill in the few methods that do (``_compile``, ``_fit``, ``_evaluate``,
-``_predict``, ``layer_rows``, ``_save``).
+fill in the few methods that do: the abstract methods at the end of
+:class:`Model` are the whole contract.  :class:`BackendModule` is the rest of
+it, what each backend's module offers beside its model class.
 """
 
 from __future__ import annotations
 
+import abc
 import math
+import statistics
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -38,7 +42,23 @@ class History:
         return bool(losses) and not math.isfinite(losses[-1])
 
 
-PRECISIONS = ("float32", "bf16")
+def steady_seconds(*runs: list[float]) -> float:
+    """Steady seconds per epoch of one or more runs: the median of every epoch after each run's
+    first, which carries start-up, tracing and cold caches (the first epochs themselves when no
+    run has more than one; 0.0 when none has any).  The median, so that one epoch that waited on
+    something else does not move it."""
+    later = [seconds for run in runs for seconds in run[1:]] or [run[0] for run in runs if run]
+    return statistics.median(later) if later else 0.0
+
+
+def batches_in(samples: int, batch_size: int) -> int:
+    """How many batches of ``batch_size`` hold ``samples`` samples, the last one possibly short."""
+    return -(-samples // batch_size)
+
+
+# The speed-up's precision (``--precision``): float32, or bfloat16 autocast.  Not the float type
+# of float64 mode, which is ``dual_backend.precision.FLOAT_TYPES``.
+MIXED_PRECISIONS = ("float32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -57,18 +77,14 @@ class SpeedUps:
     channels_last: bool = False
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise DualBackendError(f"Unknown precision {self.precision!r}. Valid precisions: {', '.join(PRECISIONS)}.")
+        if self.precision not in MIXED_PRECISIONS:
+            raise DualBackendError(f"Unknown precision {self.precision!r}. "
+                                   f"Valid precisions: {', '.join(MIXED_PRECISIONS)}.")
 
     def flags(self) -> list[str]:
         """As command-line flags (empty: the default numerics)."""
         return ([f"--precision={self.precision}"] if self.precision != "float32" else []) + \
             (["--compile"] if self.compile else []) + (["--channels-last"] if self.channels_last else [])
-
-
-def steps_for(samples: int, batch_size: int) -> int:
-    """Batches in an epoch over ``samples``: the last one may be short, as in Keras."""
-    return -(-samples // batch_size)
 
 
 def unsupported(**given: bool) -> None:
@@ -87,7 +103,7 @@ def order_logs(logs: dict, loss_and_metrics: list[str]) -> dict:
     return {key: float(logs[key]) for key in keys if key in logs}
 
 
-class Model:
+class Model(abc.ABC):
     backend = ""
 
     def __init__(self, lesson: str | None, variant: str | None, options: dict, device: str):
@@ -198,7 +214,7 @@ class Model:
             if validation_split and validation_data is None:
                 x, y, sample_weight, validation_data = validation.split_off_validation(
                     x, y, sample_weight, validation_split)
-            steps = min(steps_per_epoch or np.inf, steps_for(len(x), batch_size))
+            steps = min(steps_per_epoch or np.inf, batches_in(len(x), batch_size))
         if validation_data is not None and not self._is_pipeline(validation_data):
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise DualBackendError("validation_data must be a tuple (x_val, y_val) or a data pipeline.")
@@ -206,10 +222,10 @@ class Model:
                 validation_data = self._check(*validation_data, validation_batch_size)
             except DualBackendError as error:
                 raise DualBackendError(f"In validation_data: {error}") from None
-        framework = [c for c in callbacks if isinstance(c, FrameworkCallback)]
-        if not any(isinstance(c, TerminateOnNaN) for c in framework):
-            framework.append(TerminateOnNaN())
-        backup = next((c for c in framework if isinstance(c, BackupAndRestore)), None)
+        framework_callbacks = [c for c in callbacks if isinstance(c, FrameworkCallback)]
+        if not any(isinstance(c, TerminateOnNaN) for c in framework_callbacks):
+            framework_callbacks.append(TerminateOnNaN())
+        backup = next((c for c in framework_callbacks if isinstance(c, BackupAndRestore)), None)
         restored = backup.start(self) if backup else BackupAndRestore.empty_record({})
         # A backup's epochs come first, as Keras' BackupAndRestore overrides initial_epoch.
         if restored["epochs"]:
@@ -221,17 +237,18 @@ class Model:
                   *([BackupRecorder(backup, timer)] if backup else [])]
         callback_list = CallbackList(chosen, self, {"epochs": int(epochs), "steps": int(steps), "verbose": verbose})
         self.stop_training = False
+        batch_orders = shuffle
         if batch_order_seed is not None:
             if self._is_pipeline(x):
                 raise DualBackendError("batch_order_seed needs arrays: a pipeline decides its own order.")
             rng = np.random.default_rng(batch_order_seed)
             # Drawn for every epoch, so that a resumed fit takes the permutations the rest would have taken.
-            shuffle = [rng.permutation(len(x)) for _ in range(int(epochs))][first_epoch:]
+            batch_orders = [rng.permutation(len(x)) for _ in range(int(epochs))][first_epoch:]
         try:
             with sigterm_as_keyboard_interrupt():
-                logs = self._fit(x, y, int(epochs), int(batch_size), validation_data, callback_list, shuffle,
-                                 steps_per_epoch, framework, initial_epoch=initial_epoch, sample_weight=sample_weight,
-                                 validation_batch_size=validation_batch_size)
+                logs = self._fit(x, y, int(epochs), int(batch_size), validation_data, callback_list, batch_orders,
+                                 steps_per_epoch, framework_callbacks, initial_epoch=initial_epoch,
+                                 sample_weight=sample_weight, validation_batch_size=validation_batch_size)
         except KeyboardInterrupt as interrupt:
             raise self._interrupted(interrupt, backup, first_epoch + len(timer.seconds) + 1,
                                     int(epochs)) from None
@@ -314,7 +331,7 @@ class Model:
         if framework:
             raise DualBackendError(f"{', '.join(framework)} acts during fit only: give it to fit, not here.")
         if steps is None and not self._is_pipeline(x):
-            steps = steps_for(len(x), batch_size)
+            steps = batches_in(len(x), batch_size)
         return CallbackList(chosen, self, {"epochs": 1, "steps": steps, "verbose": verbose})
 
     def summary(self, print_fn=print) -> None:
@@ -339,18 +356,11 @@ class Model:
         on both backends: what the course's activation figures are drawn from."""
         return self._layer_outputs(validation.as_inputs(x, self.input_shape[1:]))
 
-    # ------------------------------------------------------------------ for the backends
+    # ------------------------------------------------------------------ what each backend implements
 
     name = "sequential"
-    input_shape: tuple = ()
+    input_shape: tuple = ()  # Keras' (None, ...) shapes, set by the backend
     output_shape: tuple = ()
-
-    def trainable_params(self) -> int:
-        raise NotImplementedError
-
-    def layer_rows(self) -> list[tuple[str, str, tuple, int]]:
-        """``(name, type, output shape with None batch, parameter count)`` per layer."""
-        raise NotImplementedError
 
     def _is_pipeline(self, x) -> bool:
         """Whether ``x`` is the backend's own data pipeline rather than an array."""
@@ -360,20 +370,81 @@ class Model:
         """Whether ``optimizer`` is the backend's own optimizer object rather than a name."""
         return False
 
-    def _compile(self, optimizer, loss, metrics): raise NotImplementedError
-    def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch,
-             framework, initial_epoch, sample_weight, validation_batch_size) -> dict: raise NotImplementedError
-    def _layer_outputs(self, x) -> list[np.ndarray]: raise NotImplementedError
-    def _get_weights(self) -> list[np.ndarray]: raise NotImplementedError
-    def _set_weights(self, weights) -> None: raise NotImplementedError
-    def _evaluate(self, x, y, batch_size, callbacks, sample_weight, steps) -> dict: raise NotImplementedError
-    def _predict(self, x, batch_size, callbacks, steps) -> np.ndarray: raise NotImplementedError
-    def save(self, path) -> None: raise NotImplementedError
+    @abc.abstractmethod
+    def _compile(self, optimizer, loss, metrics) -> None:
+        """Set the framework's optimizer (a name from ``validation.optimizer_name``, or the backend's
+        own object), loss and metrics up, as ``keras.Model.compile`` would."""
 
+    @abc.abstractmethod
+    def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, batch_orders, steps_per_epoch,
+             framework_callbacks, initial_epoch, sample_weight, validation_batch_size) -> dict:
+        """Train, calling ``callbacks`` (a :class:`CallbackList`) as Keras calls its callbacks, and return
+        each log key's per-epoch values.  ``x``, ``y`` and ``validation_data`` are checked arrays or the
+        backend's own pipeline.  ``batch_orders``: True / False (shuffle with the framework's own
+        generator or not), or one permutation of the samples per epoch still to train.
+        ``framework_callbacks``: the :class:`FrameworkCallback` objects, ``TerminateOnNaN`` always
+        among them, each to be handed to the framework's own implementation.  ``initial_epoch``: the
+        number of the first epoch (0 when a backup is restored: the backend continues from it);
+        ``sample_weight``: one weight per sample of ``x``, or None; ``validation_batch_size``: the
+        batch size for array ``validation_data``."""
+
+    @abc.abstractmethod
+    def _evaluate(self, x, y, batch_size, callbacks, sample_weight, steps) -> dict:
+        """The loss and metrics over ``x`` (arrays or a pipeline), keyed as ``log_keys``, calling
+        ``callbacks``' ``on_test_*`` hooks; ``sample_weight`` for arrays, ``steps`` batches of a pipeline."""
+
+    @abc.abstractmethod
+    def _predict(self, x, batch_size, callbacks, steps) -> np.ndarray:
+        """The model's outputs for checked inputs or a pipeline (its first ``steps`` batches), as numpy,
+        calling ``callbacks``' ``on_predict_*`` hooks."""
+
+    @abc.abstractmethod
+    def _get_weights(self) -> list[np.ndarray]:
+        """The weights in Keras' layout and order (see :meth:`get_weights`)."""
+
+    @abc.abstractmethod
+    def _set_weights(self, weights: list[np.ndarray]) -> None:
+        """Take weights in Keras' layout and order."""
+
+    @abc.abstractmethod
+    def _layer_outputs(self, x) -> list[np.ndarray]:
+        """Every layer's output for checked inputs, images NHWC (see :meth:`layer_outputs`)."""
+
+    @abc.abstractmethod
+    def layer_rows(self) -> list[tuple[str, str, tuple, int]]:
+        """``(name, type, output shape with None batch, parameter count)`` per layer."""
+
+    @abc.abstractmethod
+    def trainable_params(self) -> int:
+        """How many of the parameters training changes."""
+
+    @abc.abstractmethod
+    def save(self, path) -> None:
+        """Write the model, with its lesson, variant and options, to ``path``, a file of the backend's
+        ``FILE_FORMATS[backend].model`` kind, whole or not at all."""
+
+    @abc.abstractmethod
     def _read_backup(self, path) -> dict:
         """The record a :class:`BackupAndRestore` file holds (epochs, History, identity), read without
         running anything from the file; ``DualBackendError`` when it is not a readable backup."""
-        raise NotImplementedError
+
+
+class BackendModule(Protocol):
+    """What ``keras_ref._model`` and ``torch_impl._model`` offer beside their :class:`Model`
+    (``dual_backend.backend_package`` returns one)."""
+
+    def build(self, program, recipe, options: dict, device: str, devices: int = 1,
+              speedups: SpeedUps | None = None) -> Model:
+        """The lesson's model from ``program`` (its ``keras_ref/`` or ``torch_impl/`` file), compiled."""
+
+    def load(self, path, device: str) -> Model:
+        """A model that ``Model.save`` wrote."""
+
+    def seed(self, value: int) -> None:
+        """Seed every generator the framework draws from, and ask for deterministic kernels."""
+
+    def set_floatx(self, name: str) -> None:
+        """The framework's float type for new models: "float32" or "float64"."""
 
 
 def format_summary(name: str, rows, total: int, trainable: int) -> str:

@@ -1,10 +1,13 @@
-"""float64 on both backends: the same run without float32's rounding to amplify.
+"""float64 mode on both backends: the same run without float32's rounding to amplify.
+
+The float type is Keras' ``floatx``; the ``--precision`` speed-up (bfloat16
+autocast) is another thing, ``dual_backend.model.SpeedUps``.
 
 In float32 two frameworks (or one with oneDNN on and off) that take the same
 steps from the same weights drift apart after a few hundred steps: each
 matrix product sums in its own order, and training amplifies the last-bit
-differences.  In float64 those differences start ~1e9 times smaller, so a
-difference that remains is the port's, not the rounding's.
+differences.  In float64 those differences start 2**29 times smaller
+(53 bits of mantissa against 24), so a difference that remains is the port's, not the rounding's.
 
 ``using("float64", backends)`` switches, for the block, Keras' floatx (the
 dtype of variables, optimizer slots, losses and metrics), torch's default
@@ -20,7 +23,7 @@ import numpy as np
 
 from dual_backend.errors import DualBackendError
 
-PRECISIONS = ("float32", "float64")
+FLOAT_TYPES = ("float32", "float64")
 _current = "float32"
 
 
@@ -31,8 +34,8 @@ def floatx() -> str:
 
 def set_floatx(name: str, backends=()) -> None:
     global _current
-    if name not in PRECISIONS:
-        raise DualBackendError(f"Unknown precision {name!r}. Valid precisions: {', '.join(PRECISIONS)}.")
+    if name not in FLOAT_TYPES:
+        raise DualBackendError(f"Unknown float type {name!r}. Valid float types: {', '.join(FLOAT_TYPES)}.")
     import dual_backend
 
     for backend in dict.fromkeys(backends):

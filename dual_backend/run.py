@@ -11,7 +11,7 @@ import importlib
 import json
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,70 @@ import numpy as np
 import dual_backend
 from dual_backend import data, lessons
 from dual_backend.callbacks import BackupAndRestore, EarlyStopping, ModelCheckpoint, StopTraining, TensorBoard
+from dual_backend.environments import python_for
 from dual_backend.errors import DualBackendError, TrainingDiverged
+from dual_backend.formats import FILE_FORMATS
 from dual_backend.lessons import Recipe
 from dual_backend.model import SpeedUps
 from dual_backend.precision import floatx, using
 
 PROFILES = ("quick", "full")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What one run of a lesson on one backend is: everything that decides its result.
+
+    ``run`` trains it, ``argv`` gives the ``dual-backend run`` command line that
+    makes the same run in another process (``--backend both``, ``compare``).
+    ``init_from="keras"`` starts the model from the initial weights of the keras
+    model built with the same seed; ``same_order`` makes the batches come in the
+    permutations the front end draws from the seed.  Together: the same run on
+    two frameworks.  ``devices`` > 1 trains data-parallel (MirroredStrategy on
+    keras, Lightning DDP on torch).  ``speedups``: bf16, compiling,
+    channels-last, off by default.  ``floatx="float64"`` builds, trains and
+    evaluates in float64 on every backend the run touches (``dual_backend.precision``).
+    """
+
+    lesson: str
+    backend: str
+    variant: str | None = None
+    epochs: int | None = None  # None: the profile's
+    profile: str = "full"
+    seed: int | None = None
+    device: str = "auto"
+    options: dict = field(default_factory=dict)  # the lesson's model options, over the variant's
+    init_from: str | None = None
+    same_order: bool = False
+    devices: int = 1
+    strategy: str = "auto"
+    speedups: SpeedUps = SpeedUps()
+    floatx: str | None = None  # None: the float type in force
+
+    def argv(self) -> list[str]:
+        """The ``dual-backend run`` arguments for this run (``--out`` and ``--resume`` are the caller's)."""
+        argv = ["run", self.lesson, "--backend", self.backend, "--profile", self.profile, "--device", self.device]
+        for flag, value in (("--variant", self.variant), ("--epochs", self.epochs), ("--seed", self.seed),
+                            ("--init-from", self.init_from)):
+            if value is not None:
+                argv += [flag, str(value)]
+        if self.devices != 1:
+            argv += ["--devices", str(self.devices)]
+        if self.strategy != "auto":
+            argv += ["--strategy", self.strategy]
+        if self.same_order:
+            argv.append("--same-order")
+        argv += self.speedups.flags()
+        if self.floatx == "float64":
+            argv.append("--float64")
+        for name, value in self.options.items():
+            argv += ["--option", f"{name}={value!r}"]
+        return argv
+
+    def command(self, out: Path, resume: bool = False) -> list[str]:
+        """The command that makes this run in a process of the backend's own python (docs/gpu.md)."""
+        return [python_for(self.backend), "-m", "dual_backend.cli", *self.argv(), "--out", str(out),
+                *(["--resume"] if resume else [])]
 
 
 @dataclass
@@ -95,15 +153,6 @@ def score(recipe: Recipe, model, prepared: Prepared) -> dict:
     return test
 
 
-def headline(recipe: Recipe, test: dict, history: dict) -> tuple[str, float]:
-    """The number a lesson is judged by: test accuracy, hello_world's prediction, or for
-    horse_or_human (whose point is overfitting) the last epoch's training accuracy."""
-    key = recipe.lesson.metric or "prediction"
-    if recipe.lesson.judge_training:
-        return key, history[key][-1]
-    return key, test[key]
-
-
 def peak_memory_mb(backend: str, device: str) -> dict:
     """The process's peak resident memory, and on CUDA the torch allocator's peak, in MiB."""
     import resource
@@ -135,18 +184,17 @@ def versions(backend: str) -> dict:
     return found
 
 
-def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: int | None = None,
-               profile: str = "full", seed: int | None = None, device: str = "auto", out: Path | None = None,
-               options: dict | None = None, verbose: int = 1, init_from: str | None = None,
-               same_order: bool = False, resume: bool = False, devices: int = 1, strategy: str = "auto",
-               speedups=None, precision: str | None = None, callbacks: list | None = None) -> dict:
+def run_lesson(lesson: str, backend: str, *, out: Path | None = None, resume: bool = False, verbose: int = 1,
+               callbacks: list | None = None, **settings) -> dict:
+    """``run`` of ``RunSettings(lesson, backend, **settings)``."""
+    return run(RunSettings(lesson, backend, **settings), out=out, resume=resume, verbose=verbose,
+               callbacks=callbacks)
+
+
+def run(settings: RunSettings, out: Path | None = None, resume: bool = False, verbose: int = 1,
+        callbacks: list | None = None) -> dict:
     """Train one lesson on one backend; returns (and writes under ``out/<backend>/``) its metrics,
     its History, the trained model and the lesson's figures.
-
-    ``init_from="keras"`` starts the model from the initial weights of the keras
-    model built with the same seed; ``same_order`` makes the batches come in the
-    permutations the front end draws from the seed.  Together: the same run on
-    two frameworks.
 
     With ``out``, every finished epoch is backed up in ``out/<backend>/backup/``
     (:class:`BackupAndRestore`), and the backup is deleted when the run ends.
@@ -155,52 +203,48 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
     A loss that becomes NaN or infinite raises :class:`TrainingDiverged`;
     nothing is saved then, and the backup keeps the last good epoch.
 
-    ``devices`` > 1 trains data-parallel (MirroredStrategy on keras, Lightning DDP
-    on torch, whose extra processes run this same function: they return
-    ``{"rank": r}`` after ``fit`` and write nothing).  ``speedups``
-    (:class:`dual_backend.model.SpeedUps`): bf16, compiling, channels-last; off by default.
-
-    ``precision="float64"`` builds, trains and evaluates in float64 on both
-    (``dual_backend.precision``).  ``callbacks``: more front-end callbacks, after the lesson's own."""
-    if precision is not None and precision != floatx():
-        with using(precision, [backend, *([init_from] if init_from else [])]):
-            return run_lesson(lesson, backend, variant=variant, epochs=epochs, profile=profile, seed=seed,
-                              device=device, out=out, options=options, verbose=verbose, init_from=init_from,
-                              same_order=same_order, resume=resume, devices=devices, strategy=strategy,
-                              speedups=speedups, callbacks=callbacks)
+    In a data-parallel run Lightning's extra DDP processes run this same
+    function: they return ``{"rank": r}`` after ``fit`` and write nothing.
+    ``callbacks``: more front-end callbacks, after the lesson's own."""
+    if settings.floatx is not None and settings.floatx != floatx():
+        with using(settings.floatx, [settings.backend, *([settings.init_from] if settings.init_from else [])]):
+            return run(settings, out=out, resume=resume, verbose=verbose, callbacks=callbacks)
+    lesson, backend, variant, seed = settings.lesson, settings.backend, settings.variant, settings.seed
+    profile, options, init_from = settings.profile, settings.options or {}, settings.init_from
     recipe = lessons.recipe(lesson, variant)
     if recipe.lesson.kind == "convolution":
         from dual_backend import convolution
 
-        return convolution.run(recipe, backend, out=out, options=options or {}, device=device, verbose=verbose)
+        return convolution.run(recipe, backend, out=out, options=options, device=settings.device, verbose=verbose)
     folder = None if out is None else Path(out) / backend
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-    frontend = dual_backend.backend_package(backend)
     if seed is not None:
-        frontend.seed(seed)
-    speedups = speedups or SpeedUps()
-    model = dual_backend.build(lesson, backend=backend, variant=variant, device=device, devices=devices,
-                               strategy=strategy, precision=speedups.precision, compile=speedups.compile,
-                               channels_last=speedups.channels_last, **(options or {}))
+        dual_backend.backend_package(backend).seed(seed)
+    speedups = settings.speedups
+    model = dual_backend.build(lesson, backend=backend, variant=variant, device=settings.device,
+                               devices=settings.devices, strategy=settings.strategy, precision=speedups.precision,
+                               compile=speedups.compile, channels_last=speedups.channels_last, **options)
     if init_from is not None and init_from != backend:
         dual_backend.backend_package(init_from).seed(seed or 0)
-        start = dual_backend.build(lesson, backend=init_from, variant=variant, device="cpu", **(options or {}))
+        start = dual_backend.build(lesson, backend=init_from, variant=variant, device="cpu", **options)
         dual_backend.copy_weights(start, model)
-    order_seed = (seed or 0) if same_order else None
-    epochs = recipe.profile_epochs(profile) if epochs is None else epochs
+    order_seed = (seed or 0) if settings.same_order else None
+    epochs = recipe.profile_epochs(profile) if settings.epochs is None else settings.epochs
     callbacks = course_callbacks(recipe) + framework_callbacks(recipe, backend, folder) + list(callbacks or [])
     # What this run is, as metrics.json records it (and as --resume recognises a finished run by).
-    settings = {"lesson": lesson, "variant": recipe.variant_name, "backend": backend, "device": model.device,
+    recorded = {"lesson": lesson, "variant": recipe.variant_name, "backend": backend, "device": model.device,
                 "profile": profile, "seed": seed, "options": model.options, "init_from": init_from,
-                "same_order": same_order, "devices": devices, "speedups": dataclasses.asdict(speedups),
-                "precision": floatx(), "epochs": epochs}
+                "same_order": settings.same_order, "devices": settings.devices,
+                "speedups": dataclasses.asdict(speedups), "floatx": floatx(), "epochs": epochs}
     backup = None
+    model_file = None if folder is None else folder / f"model{FILE_FORMATS[backend].model}"
     if folder is not None:
         backup = BackupAndRestore(folder / "backup", identity={"profile": profile, "seed": seed,
-                                                               "init_from": init_from, "same_order": same_order})
+                                                               "init_from": init_from,
+                                                               "same_order": settings.same_order})
         if resume and not backup.path(backend).exists():
-            finished = finished_run(folder / f"model{MODEL_SUFFIX[backend]}", settings)
+            finished = finished_run(model_file, recorded)
             if finished is not None:
                 if verbose:
                     print(f"{folder} holds a finished run with these settings; not trained again "
@@ -208,7 +252,7 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
                 return finished
         check_backup(backup.path(backend), resume, verbose)
         callbacks.append(backup)
-    if recipe.dataset == "horse_or_human":
+    if recipe.reads_image_folders:
         prepared = None
         train, test_set = image_folders(recipe, backend, seed)
         history = model.fit(train, epochs=epochs, steps_per_epoch=recipe.steps_per_epoch(profile),
@@ -226,22 +270,21 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
         test = dict(zip(model.log_keys, _as_list(model.evaluate(test_set))))
     else:
         test = score(recipe, model, prepared)
-    key, value = headline(recipe, test, history.history)
+    final_training = {k: v[-1] for k, v in history.history.items()} if history.epoch else {}
     predictions = show_predictions(recipe, model, prepared, verbose)
     expected = recipe.expected(profile)
     metrics = {
-        **settings, "epochs_run": len(history.epoch), "params": model.count_params(),
-        "seconds_per_epoch": history.seconds_per_epoch, "test": test,
-        "final_training": {k: v[-1] for k, v in history.history.items()} if history.epoch else {},
-        "judged_by": key, "judged_on": "training" if recipe.lesson.judge_training else "test",
-        "expected": [expected.low, expected.high], "inside_expected": value in expected,
+        **recorded, "epochs_run": len(history.epoch), "params": model.count_params(),
+        "seconds_per_epoch": history.seconds_per_epoch, "test": test, "final_training": final_training,
+        "judged_by": recipe.judged_by, "judged_on": recipe.judged_on, "expected": [expected.low, expected.high],
+        "inside_expected": recipe.judged_value(test, final_training) in expected,
         "versions": versions(backend), "hardware": hardware(), "peak_memory_mb": peak_memory_mb(backend, model.device),
     }
     if predictions:
         metrics["predictions"] = predictions
     if folder is not None:
         (folder / "history.json").write_text(json.dumps(history.history, indent=2))
-        model.save(folder / f"model{MODEL_SUFFIX[backend]}")
+        model.save(model_file)
         from dual_backend import figures
 
         metrics["figures"] = [p.name for p in figures.lesson_figures(recipe, model, history, prepared, folder,
@@ -297,10 +340,6 @@ def show_predictions(recipe: Recipe, model, prepared: Prepared | None, verbose) 
     return {"probabilities": probabilities.round(6).tolist(), "classes": classes.tolist()}
 
 
-MODEL_SUFFIX = {"keras": ".keras", "torch": ".pt"}
-CHECKPOINT_SUFFIX = {"keras": ".keras", "torch": ".ckpt"}
-
-
 def framework_callbacks(recipe: Recipe, backend: str, folder: Path | None) -> list:
     """keras_basics' three callbacks: TensorBoard logs, the best model by val_loss, early stopping."""
     if not recipe.callbacks:
@@ -309,7 +348,7 @@ def framework_callbacks(recipe: Recipe, backend: str, folder: Path | None) -> li
         raise dual_backend.DualBackendError(f"{recipe.lesson.name}/{recipe.variant_name} writes TensorBoard logs "
                                             "and a checkpoint: give it an output folder (--out).")
     return [TensorBoard(folder / "logs"),
-            ModelCheckpoint(folder / f"best_model{CHECKPOINT_SUFFIX[backend]}", save_best_only=True),
+            ModelCheckpoint(folder / f"best_model{FILE_FORMATS[backend].checkpoint}", save_best_only=True),
             EarlyStopping(patience=5, min_delta=1e-3)]
 
 

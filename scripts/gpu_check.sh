@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# On a machine with a CUDA GPU: the GPU tests, the GPU benchmark table and a comparison report (README, "GPU").
+# On a machine with a CUDA GPU: the GPU tests, the GPU benchmark table and a comparison report (docs/gpu.md).
 #
 #   DUAL_BACKEND_DATA_DIR=/path/to/datasets DUAL_BACKEND_KERAS_PYTHON=.venv-keras/bin/python \
 #     bash scripts/gpu_check.sh [OUTPUT_FOLDER]
 #
 # $PYTHON (default: the active python3; a machine's own torch works with PYTHONPATH set to this
 # folder) is the torch environment's, DUAL_BACKEND_KERAS_PYTHON the keras environment's: one
-# environment per framework, README "GPU". Without a keras environment whose TensorFlow sees the GPU
+# environment per framework, docs/gpu.md. Without a keras environment whose TensorFlow sees the GPU
 # the keras backend's GPU tests are skipped, saying so, and the benchmark and the comparison run
 # without it. Writes the test logs, the benchmark (JSON, markdown, log) and a quick-profile
 # comparison of every lesson on the GPU to OUTPUT_FOLDER (default: gpu-results/).
@@ -16,7 +16,7 @@ out="${1:-gpu-results}"
 PYTHON="${PYTHON:-python3}"
 KERAS_PYTHON="${DUAL_BACKEND_KERAS_PYTHON:-$PYTHON}"
 if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
-  echo "gpu_check: torch sees no CUDA GPU with $PYTHON; run this on a GPU machine (see README, GPU)." >&2
+  echo "gpu_check: torch sees no CUDA GPU with $PYTHON; run this on a GPU machine (see docs/gpu.md)." >&2
   exit 2
 fi
 mkdir -p "$out"

@@ -16,7 +16,7 @@ BACKENDS = ("keras", "torch")
 
 def cuda_available() -> bool:
     """Whether torch sees a CUDA GPU; in an environment without torch (a GPU machine's keras
-    environment, README "GPU"), whether TensorFlow sees one."""
+    environment, docs/gpu.md), whether TensorFlow sees one."""
     if importlib.util.find_spec("torch") is not None:
         import torch
 
@@ -39,7 +39,7 @@ def devices():
 
 
 def skip_backends_this_gpu_environment_lacks(backends, device) -> None:
-    """On a GPU machine each framework has an environment of its own (README, "GPU"): the torch one
+    """On a GPU machine each framework has an environment of its own (docs/gpu.md): the torch one
     (``.[all]``: TensorFlow there has no CUDA libraries) runs the torch backend's GPU tests and skips
     the keras backend's, the keras one (``.[keras,test,gpu]``: no torch) the other way round, each
     saying why; tests of both backends in one process are skipped in both (``dual-backend compare
@@ -51,9 +51,9 @@ def skip_backends_this_gpu_environment_lacks(backends, device) -> None:
     if "keras" in backends and not tensorflow_sees_a_gpu():
         pytest.skip("the keras backend's GPU tests need TensorFlow with its CUDA 12 libraries, in an environment "
                     "of its own: pip install -e '.[keras,test,gpu]' there and run pytest -m gpu with its python "
-                    "(README, GPU); TensorFlow sees no GPU in this one")
+                    "(docs/gpu.md); TensorFlow sees no GPU in this one")
     if "torch" in backends and importlib.util.find_spec("torch") is None:
-        pytest.skip("the torch backend's GPU tests run in the torch environment (README, GPU); "
+        pytest.skip("the torch backend's GPU tests run in the torch environment (docs/gpu.md); "
                     "torch is not installed in this one")
 
 

@@ -2,7 +2,7 @@
 the torch backend's fast path trains exactly what a plain PyTorch loop trains.
 
 No timing is asserted here (a shared machine makes seconds noisy); the
-measured tables are in the README.
+measured tables are in docs/speed.md.
 """
 
 import json

@@ -1,4 +1,4 @@
-"""A GPU machine's two environments (README, "GPU"): each backend's processes run with the python its
+"""A GPU machine's two environments (docs/gpu.md): each backend's processes run with the python its
 setting names, a wrong setting is refused clearly, and NVIDIA libraries that two packages install to
 the same file are found."""
 
@@ -44,7 +44,7 @@ def test_a_setting_that_names_no_python_is_refused_with_what_to_do(tmp_path, mon
     monkeypatch.setenv("DUAL_BACKEND_KERAS_PYTHON", str(tmp_path / "no-such-python"))
     assert cli.main(["run", "hello_world", "--backend", "keras", "--out", str(tmp_path / "out")]) == 1
     error = capsys.readouterr().err
-    assert "DUAL_BACKEND_KERAS_PYTHON" in error and "is not an executable file" in error and "README, GPU" in error
+    assert "DUAL_BACKEND_KERAS_PYTHON" in error and "is not an executable file" in error and "docs/gpu.md" in error
     assert not (tmp_path / "out").exists()
 
 

@@ -8,6 +8,9 @@ import pytest
 import dual_backend
 from dual_backend import cli, lessons
 from dual_backend.errors import DualBackendError
+from dual_backend.formats import backend_of_model_file
+from dual_backend.model import SpeedUps, steady_seconds
+from dual_backend.run import RunSettings
 
 EVERY_MODEL = [(lesson.name, variant) for lesson in lessons.LESSONS.values() if lesson.kind == "train"
                for variant in ["default", *lesson.variants]]
@@ -112,3 +115,28 @@ def test_cli_summary_prints_the_keras_style_table(capsys):
     assert cli.main(["summary", "fashion_mlp", "--backend", "torch", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "dense_1 (Dense)" in out and out.rstrip().splitlines()[-4] == "Total params: 101,770"
+
+
+def test_steady_seconds_is_the_median_of_the_epochs_after_each_runs_first():
+    assert steady_seconds([9.0, 1.0, 5.0, 2.0]) == 2.0
+    assert steady_seconds([9.0, 1.0], [8.0, 3.0, 2.0]) == 2.0  # bench's repeats, compare's seeds
+    assert steady_seconds([4.0]) == 4.0  # one epoch: nothing else to go by
+    assert steady_seconds([]) == 0.0
+
+
+def test_run_settings_come_back_whole_from_their_command_line():
+    settings = RunSettings("fashion_mlp", "torch", variant="width_512", epochs=2, profile="quick", seed=3,
+                           device="cpu", options={"hidden_units": 256}, init_from="keras", same_order=True,
+                           devices=2, strategy="ddp", speedups=SpeedUps(precision="bf16", channels_last=True),
+                           floatx="float64")
+    assert cli.run_settings(cli.parser().parse_args(settings.argv()), "torch") == settings
+    assert cli.run_settings(cli.parser().parse_args(RunSettings("hello_world", "keras").argv()), "keras") \
+        == RunSettings("hello_world", "keras")
+
+
+def test_a_saved_models_backend_is_read_from_its_file_format():
+    assert [backend_of_model_file(f"OUT/{b}/model{dual_backend.FILE_FORMATS[b].model}") for b in ("keras", "torch")] \
+        == ["keras", "torch"]
+    with pytest.raises(DualBackendError, match=r"Cannot tell the backend of model\.h5: expected a \.keras \(keras\) "
+                                               r"or \.pt \(torch\) file\."):
+        dual_backend.load_model("model.h5")

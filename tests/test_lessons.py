@@ -1,4 +1,4 @@
-"""The lessons of issue 3 beyond their quick runs: layouts, callbacks, image pipelines, predict.
+"""The lessons beyond their quick runs: layouts, callbacks, image pipelines, predict.
 
 Each test trains for seconds at most on a slice of the real data.
 """

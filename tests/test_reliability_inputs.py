@@ -1,4 +1,4 @@
-"""What happens when a learner feeds a model or a data set something wrong (issue 7, items 1 and 2).
+"""What happens when a learner feeds a model or a data set something wrong.
 
 Each bad input ends in the project's own error, with the same words on both
 backends, or in the result Keras would give; never in a framework traceback.

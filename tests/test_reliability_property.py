@@ -1,4 +1,4 @@
-"""Generated inputs for fit, evaluate and predict (issue 7, item 6).
+"""Generated inputs for fit, evaluate and predict.
 
 Hypothesis draws arrays of random shapes, dtypes and values (NaN, infinity,
 huge numbers, empty arrays, strings, objects, complex numbers) and random

@@ -1,4 +1,4 @@
-"""What happens when training goes wrong (issue 7, items 3-5), the same on both backends.
+"""What happens when training goes wrong, the same on both backends.
 
 A loss that turns NaN, Ctrl-C or SIGTERM in the middle of an epoch, a
 backup that is not this run's, a model file that would run code when loaded,
@@ -326,7 +326,7 @@ def test_resume_with_nothing_to_resume_trains_from_epoch_1(backend, tmp_path, ca
 
 def test_resume_of_a_finished_run_keeps_it_and_other_settings_train_anew(backend, tmp_path, capsys, monkeypatch):
     finished = hello_world_run(backend, tmp_path, epochs=2)
-    model_file = tmp_path / backend / f"model{run.MODEL_SUFFIX[backend]}"
+    model_file = tmp_path / backend / f"model{dual_backend.FILE_FORMATS[backend].model}"
     written = model_file.stat().st_mtime_ns
     fits = []
     fit = dual_backend.Model.fit
