@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import warnings
 import zipfile
 from pathlib import Path
