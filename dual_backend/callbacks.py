@@ -22,7 +22,7 @@ class Callback:
     ``on_train_batch_end`` runs after every batch, as in Keras.  A callback that
     only samples the running logs (a progress bar) may set ``every_batch = False``:
     the torch backend then calls it once per chunk of steps (see
-    ``torch_impl/_model.py``), which keeps Lightning's per-step overhead away.
+    ``torch_impl/backend.py``), which keeps Lightning's per-step overhead away.
     """
 
     every_batch = True

@@ -2,7 +2,7 @@
 
 :class:`Model` does everything that does not depend on the framework once:
 checking inputs, choosing the callbacks, timing epochs, shaping what is
-returned.  ``keras_ref._model.KerasModel`` and ``torch_impl._model.TorchModel``
+returned.  ``keras_ref.backend.KerasModel`` and ``torch_impl.backend.TorchModel``
 fill in the few methods that do (``_compile``, ``_fit``, ``_evaluate``,
 ``_predict``, ``layer_rows``, ``_save``).
 """
