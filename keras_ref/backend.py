@@ -129,8 +129,8 @@ class KerasBackupAndRestore(tf.keras.callbacks.BackupAndRestore):
     ``training_metadata.json``, each in place: an interrupt between the two
     pairs epoch k+1's weights with epoch k's number (the resumed fit would
     train epoch k+1 twice), and one during a write leaves a broken file.  The
-    variables are written as plain arrays, not with ``save_weights``, whose
-    25 ms would double the time of hello_world's one-step epochs; they are
+    variables are written as plain arrays, not with ``save_weights``, which
+    takes as long as one of hello_world's one-step epochs (docs/speed.md); they are
     read back with ``allow_pickle=False``.  Restoring goes Keras' way: the
     variables are set at the start of ``fit``, which then starts at the next epoch.
     """

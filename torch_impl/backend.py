@@ -56,7 +56,7 @@ def seed(value: int) -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS' condition for reproducible sums
     torch.use_deterministic_algorithms(True, warn_only=True)
     # Deterministic mode also fills every new tensor with NaN, to expose reads of memory nothing
-    # wrote: a debugging aid that changes no result and cost 3-7 % of a fashion_cnn step here.
+    # wrote: a debugging aid that changes no result and costs time on every step (docs/speed.md).
     torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.benchmark = False
 
@@ -80,7 +80,7 @@ class TensorBatches:
     per batch of the chunk (``Sequential.training_step``).  The batches, their
     order and the updates are the same as one at a time; what changes is that
     Lightning's per-batch machinery (hooks, progress tracking, optimizer
-    wrappers: ~0.4 ms, a third of a Dense step on this CPU) runs once per chunk.
+    wrappers: a large share of a small model's step, docs/speed.md) runs once per chunk.
     ``steps`` limits an epoch to its first batches (Keras' ``steps_per_epoch``).
 
     Under DDP every process walks the same permutation (rank 0 draws it and
@@ -440,10 +440,9 @@ class TorchModel(Model):
     def threads(self) -> int | None:
         """One intra-op thread for models without convolutions on the CPU.
 
-        A Dense step at batch 32 is too small to split: on 2 cores one thread
-        took 0.73-0.86 ms/step and two 0.79-0.95 ms; and when anything else
-        wants a core, torch's OpenMP threads wait on each other at every op
-        (3 ms/step with one thread, 11-54 ms with two, measured here).
+        A Dense step at batch 32 is too small to split: two threads are no
+        faster than one, and when anything else wants a core, torch's OpenMP
+        threads wait on each other at every op (docs/speed.md).
         """
         return 1 if self.device == "cpu" and not self.module.channels_first else None
 

@@ -29,9 +29,8 @@ def max_pool2d(x, pool_size, strides):
 class _ContiguousMaxPool(torch.autograd.Function):
     """``F.max_pool2d`` of a contiguous NCHW tensor on the CPU, with the very same outputs and gradients.
 
-    torch's CPU max-pool kernel for contiguous NCHW is ~20x slower than its
-    channels-last one (7.5 ms against 0.4 ms for fashion_cnn's 32x64x26x26
-    maps here; a third of a whole Keras step).  A maximum is exact, so the
+    torch's CPU max-pool kernel for contiguous NCHW is many times slower than
+    its channels-last one (docs/speed.md).  A maximum is exact, so the
     forward pass pools a channels-last copy; the backward pass is torch's own
     NCHW max-pool backward with the indices found (the same: both kernels
     keep the first maximum of a window).  tests/test_parity.py checks outputs
@@ -95,11 +94,9 @@ class _OneDNNConvPool(torch.autograd.Function):
     in its workspace, and its backward pass hands the blocked gradient to
     torch's own ``convolution_backward``.  Same kernels, same sums: outputs
     and every gradient are bit-for-bit those of ``pool(conv(x))``
-    (tests/test_parity.py, every lesson's convolution, ties included).
-    Forward and backward on contiguous NCHW maps: horse_or_human's first pair
-    18 against 36 ms (8 images), its second 37 against 50 ms, a 32x1x28x28
-    batch's 1.2-1.3 against 2.8-3.0 ms (fashion_cnn's own batches are
-    channels-last to torch and do not come here).  (A NaN is where the two
+    (tests/test_parity.py, every lesson's convolution, ties included), with
+    the reorders saved (docs/speed.md).  fashion_cnn's own batches are
+    channels-last to torch and do not come here.  (A NaN is where the two
     differ: oneDNN's maximum skips it, torch's keeps it; the loss is NaN
     either way.)"""
 
