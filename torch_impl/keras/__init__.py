@@ -1,8 +1,8 @@
 """What makes a torch model behave as Keras: Keras' layers, optimizers, losses and ``Sequential``.
 
 A port reads like its Keras twin because the pieces have Keras' names and,
-more importantly, Keras' behaviour rather than PyTorch's defaults (see the
-table at the end of LESSONS.md)::
+more importantly, Keras' behaviour rather than PyTorch's defaults (README,
+"Keras and torch: where they differ")::
 
     from torch_impl.keras import Dense, Flatten, Input, Sequential
 
