@@ -31,9 +31,6 @@ ACTIVATIONS = {
 PROBABILITY_HEADS = ("softmax", "sigmoid")
 
 
-# --------------------------------------------------------------------------- layers
-
-
 class Input:
     """``keras.Input(shape)``: not a layer, the shape the next layers are built for."""
 
@@ -219,8 +216,6 @@ class MaxPooling2D(Layer):
         return F.max_pool2d(x, self.pool_size, self.strides)
 
 
-
-
 class BatchNormalization(Layer):
     """``keras.layers.BatchNormalization``: momentum 0.99, ε 1e-3, Keras' moving statistics.
 
@@ -279,7 +274,6 @@ class AlphaDropout(Layer):
 
     def forward(self, x):
         return F.alpha_dropout(x, self.rate, self.training)
-
 
 
 def keras_names(layers) -> list[str]:
