@@ -1,9 +1,10 @@
 """Importing the torch backend changes nothing in the process; its settings come when it is used.
 
-``torch_impl/process.py`` holds what the backend sets (huge pages, the Triton
-guard, threads, denormals, freed memory, Lightning's messages): applied by
-the front end before torch starts and around fit, evaluate and predict, never
-by an import.
+``torch_impl/process.py`` holds what the backend sets (huge pages, threads,
+denormals, freed memory, Lightning's messages): applied by the front end
+before torch starts and around fit, evaluate and predict, never by an import.
+The one exception is the Triton guard, which acts only in a process that
+already holds TensorFlow, where loading Triton would crash it.
 """
 
 import json
@@ -35,7 +36,8 @@ print(json.dumps({"before": before, "after": snapshot()}))
 
 
 def _python(code, *arguments, env=None):
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    environment = {key: value for key, value in os.environ.items() if key != "THP_MEM_ALLOC_ENABLE"}
+    environment = {**environment, "PYTHONPATH": str(ROOT), **(env or {})}
     done = subprocess.run([sys.executable, "-c", code, *arguments], capture_output=True, text=True, timeout=300,
                           cwd=ROOT, env=environment)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -66,13 +68,22 @@ assert logger.level == level and warnings.filters == filters, (logger.level, lev
     _python(code)
 
 
-def test_the_front_end_starts_torch_with_huge_pages_and_without_triton_after_tensorflow():
+def test_the_front_end_starts_torch_with_huge_pages_for_large_tensors():
     code = """
-import os, sys
-import tensorflow
+import os
 import dual_backend
 dual_backend.backend_package("torch")
-assert sys.modules["triton"] is None
 assert os.environ["THP_MEM_ALLOC_ENABLE"] == "1"
+"""
+    _python(code)
+
+
+def test_a_port_imported_after_tensorflow_runs_without_triton_instead_of_crashing():
+    code = """
+import sys
+import tensorflow
+from torch_impl.keras import Dense, Input, Sequential
+Sequential([Input(shape=(1,)), Dense(1)])
+assert sys.modules["triton"] is None
 """
     _python(code, env={"TF_CPP_MIN_LOG_LEVEL": "3"})

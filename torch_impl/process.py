@@ -2,7 +2,10 @@
 
 - before torch starts (``before_framework_starts``, called by the front end
   before it imports ``torch_impl.backend``): transparent huge pages for large
-  tensors, and the guard that keeps Triton out of a process holding TensorFlow;
+  tensors;
+- as ``torch_impl`` is imported, only in a process that already holds
+  TensorFlow: Triton kept out (``keep_triton_out_after_tensorflow``), which
+  would crash it;
 - around every fit, evaluate and predict (``TorchModel._computing``): the
   intra-op thread count, denormals flushed to zero as TensorFlow does,
   memory freed between steps kept for the next step, and Lightning's
@@ -35,18 +38,26 @@ def before_framework_starts() -> None:
     tuning guide: ``THP_MEM_ALLOC_ENABLE=1``; off by default in torch because
     it can round memory up).  torch reads the setting at its first CPU
     allocation, which importing Lightning already makes, so it is set only
-    while torch has not started.  Memory layout only: every result is the same
-    (the page faults it saves: docs/speed.md).
-
-    TensorFlow and Triton (which torch imports when it can) each bring their
-    own LLVM, and loading libtriton into a process that already holds
-    TensorFlow crashes it with a segmentation fault.  When TensorFlow came
-    first, torch is told Triton is absent: it then uses no Triton kernels (GPU
-    torch.compile needs them; nothing else here does).  Use the torch backend
-    first, or one backend per process, to keep Triton.
+    while Lightning is not loaded.  Memory layout only: every result is the
+    same (the page faults it saves: docs/speed.md).
     """
     if "lightning" not in sys.modules:
         os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    keep_triton_out_after_tensorflow()
+
+
+def keep_triton_out_after_tensorflow() -> None:
+    """Tell torch that Triton is absent when TensorFlow is already loaded; else do nothing.
+
+    TensorFlow and Triton (which torch imports when it can, with Lightning)
+    each bring their own LLVM, and loading libtriton into a process that
+    already holds TensorFlow crashes it with a segmentation fault.  Without
+    Triton torch uses no Triton kernels (GPU torch.compile needs them; nothing
+    else here does).  Use the torch backend first, or one backend per process,
+    to keep Triton.  ``torch_impl/__init__.py`` calls this, the one thing an
+    import of the torch backend does, because the crash would come with the
+    import itself.
+    """
     if "tensorflow" in sys.modules and "triton" not in sys.modules:
         sys.modules["triton"] = None
         # ...which torch's FLOP counter would otherwise mention on every import.
