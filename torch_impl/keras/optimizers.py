@@ -9,40 +9,24 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.optim.optimizer as torch_optimizer
 
 from dual_backend import validation
-from torch_impl.fast import adam
+from torch_impl.fast import adam, optimizer_steps
 
 
-class KerasOptimizer(torch.optim.Optimizer):
+class KerasOptimizer(optimizer_steps.UnannotatedSteps):
     """Shared plumbing of the Keras-rule optimizers: each writes only its update.
 
     torch's Adam would match Keras with its ε rescaled every step, but on the
     CPU it takes its per-tensor path and, under Lightning (which sets
     ``PYTORCH_NVML_BASED_CUDA_CHECK=1``), asks NVML whether CUDA exists on every
-    step.  So the updates are written out as Keras states them.
-
-    ``step`` and ``zero_grad`` skip torch's profiler annotations while no
-    profiler is recording: ``torch.optim.Optimizer`` opens a
-    ``record_function`` around every ``step`` and ``zero_grad`` whether or not
-    anyone records, two dispatched ops each, a noticeable share of a small
-    step (docs/speed.md).  With a profiler on, or any step hook registered
-    (torch's global ones or this optimizer's), ``step`` goes through torch's
-    own wrapper.
+    step.  So the updates are written out as Keras states them.  (``step`` and
+    ``zero_grad`` skip torch's profiler annotations when nobody records:
+    ``torch_impl.fast.optimizer_steps``.)
     """
 
-    def step(self, closure=None):
-        if torch.autograd.profiler._is_profiler_enabled or self._optimizer_step_pre_hooks \
-                or self._optimizer_step_post_hooks or torch_optimizer._global_optimizer_pre_hooks \
-                or torch_optimizer._global_optimizer_post_hooks:
-            return self._hooked_step(closure)
-        return self._keras_step(closure)
-
-    step.hooked = True  # torch's Optimizer.__init__ wraps a step only if this is unset
-
     @torch.no_grad()
-    def _keras_step(self, closure=None):
+    def take_step(self, closure=None):
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -53,15 +37,6 @@ class KerasOptimizer(torch.optim.Optimizer):
                 group["iterations"] = group.get("iterations", 0) + 1
                 self.update(group, params, [p.grad for p in params])
         return loss
-
-    _hooked_step = torch.optim.Optimizer.profile_hook_step(_keras_step)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        if torch.autograd.profiler._is_profiler_enabled or not set_to_none:
-            return super().zero_grad(set_to_none)
-        for group in self.param_groups:
-            for p in group["params"]:
-                p.grad = None
 
     def slots(self, params, name):
         """One state tensor per parameter (Keras' optimizer "variables"), zeros at first."""
