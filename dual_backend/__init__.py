@@ -25,11 +25,13 @@ STRATEGIES = {"keras": "mirrored", "torch": "ddp"}  # data-parallel training, ea
 
 
 def backend_package(backend: str):
-    """The module that implements the front end on ``backend`` (``keras_ref._model`` or
-    ``torch_impl._model``: ``build``, ``load``, ``seed``, ``set_floatx`` and its ``Model``), imported now."""
+    """The module that implements the front end on ``backend`` (``keras_ref.backend`` or
+    ``torch_impl.backend``: ``build``, ``load``, ``seed``, ``set_floatx`` and its ``Model``), imported now,
+    after the settings its framework reads as it starts (``<package>.process.before_framework_starts``)."""
     if backend not in BACKENDS:
         raise DualBackendError(f"Unknown backend {backend!r}. Valid backends: {', '.join(BACKENDS)}.")
-    return importlib.import_module(f"{BACKENDS[backend]}._model")
+    importlib.import_module(f"{BACKENDS[backend]}.process").before_framework_starts()
+    return importlib.import_module(f"{BACKENDS[backend]}.backend")
 
 
 def build(lesson: str, backend: str = "keras", variant: str | None = None, device: str = "auto",

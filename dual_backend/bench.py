@@ -219,49 +219,36 @@ def _keras_score(recipe, model, prepared):
 
 
 def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dict:
-    """The same model, optimizer and loss as the torch backend, trained by a loop written out:
-    a permutation per epoch, slices of device tensors, zero_grad / backward / step."""
-    from torch_impl import _keras_compat as compat  # first: torch_impl sets torch's allocator up before torch starts
-    from torch_impl._model import intra_op_threads
+    """The same model, optimizer and loss as the torch backend, trained by a loop written out
+    (``torch_impl/plain_loop.py``): a permutation per epoch, slices of device tensors,
+    zero_grad / backward / step."""
+    from torch_impl import process
 
+    process.before_framework_starts()  # as the front end does before the torch backend starts
     import torch
+
+    from torch_impl import plain_loop
 
     torch.manual_seed(seed)
     torch_device = torch.device("cuda" if device == "gpu" and torch.cuda.is_available() else "cpu")
-    program = importlib.import_module(f"torch_impl.{recipe.lesson.name}")
-    module = program.build_model(input_shape=recipe.lesson.input_shape, **recipe.model_options({})).to(torch_device)
+    module = plain_loop.build(recipe.lesson.name, recipe.lesson.input_shape, torch_device, **recipe.model_options({}))
     module.use_channels_last(speedups.channels_last)
     if speedups.compile:
         module.compile_steps()
     autocast = torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=speedups.precision == "bf16")
     optimizer = module.configure_optimizers()
-    loss_name = module.keras_loss
     # The torch backend's thread rule: one intra-op thread for Dense-only models on the CPU.
     threads = 1 if torch_device.type == "cpu" and not module.channels_first else None
     steps = recipe.steps_per_epoch(profile)
 
-    def train_epoch(batches):
-        """The epoch's correct predictions and samples seen."""
-        module.train()
-        correct, seen = torch.zeros((), device=torch_device), 0
-        for x, y in batches:
-            seen += len(y)
-            with autocast:
-                logits = module.step_logits(x)
-                loss = compat.keras_loss(loss_name, logits, y, module.head_activation)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            correct = correct + compat.correct_predictions(logits, y, module.head_activation)
-        return float(correct), seen  # one host synchronisation per epoch
-
     # The torch backend's process settings: its float environment, freed memory kept, its thread rule.
-    with compat.denormals_flushed(), compat.freed_memory_kept(), intra_op_threads(threads):
+    with process.denormals_flushed(), process.freed_memory_kept(), process.intra_op_threads(threads):
         if recipe.reads_image_folders:
             from dual_backend.data import horse_or_human_dirs
 
             train_dir, _ = horse_or_human_dirs()
-            # A repeated pipeline, read on across epochs as fit reads it (torch_impl._model.Repeat).
+            program = importlib.import_module(f"torch_impl.{recipe.lesson.name}")
+            # A repeated pipeline, read on across epochs as fit reads it (torch_impl.backend.Repeat).
             stream = iter(program.training_data(train_dir, batch_size=recipe.lesson.batch_size, seed=seed))
 
             def batches():
@@ -275,60 +262,31 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dic
 
             prepared = prepare_data(recipe, profile)
             batch = recipe.lesson.batch_size
-            x_all, y_all = _tensors(module, prepared.x_train, prepared.y_train, torch_device, batch)
+            x_all, y_all = plain_loop.as_tensors(module, prepared.x_train, prepared.y_train, torch_device, batch)
             samples = min(len(x_all), steps * batch) if steps else len(x_all)
 
             def batches():
-                order = torch.randperm(len(x_all), device=torch_device)
-                for start in range(0, samples, batch):
-                    index = order[start:start + batch]
-                    yield module.in_memory_format(x_all[index]), y_all[index]
+                return plain_loop.shuffled_batches(module, x_all, y_all, batch, samples)
 
         timer = TurnTimer(Turns.from_environment())  # the backends' epoch timer, called by hand
         for epoch in range(epochs):
             timer.on_epoch_begin(epoch)
-            correct, seen = train_epoch(batches())
+            correct, seen = plain_loop.train_epoch(module, optimizer, batches(), autocast)
             timer.on_epoch_end(epoch)
         timer.on_train_end()
     metric = recipe.lesson.metric
     if metric is None:  # hello_world: the prediction for x = 10
         module.eval()
         with torch.no_grad():
-            metric, value = "prediction", float(module(_tensors(module, prepared.x_test, prepared.y_test,
-                                                                 torch_device, 1)[0])[0, 0])
+            x_test, _ = plain_loop.as_tensors(module, prepared.x_test, prepared.y_test, torch_device, 1)
+            metric, value = "prediction", float(module(x_test)[0, 0])
     elif recipe.lesson.judge_training:
         value = correct / seen  # the last epoch's
     else:
-        value = _plain_torch_accuracy(module, prepared, loss_name, torch_device, compat)
+        value = plain_loop.accuracy(module, *plain_loop.as_tensors(module, prepared.x_test, prepared.y_test,
+                                                                   torch_device, 1000))
     return _result("plain-torch", timer.seconds, timer.cpu_seconds, samples, metric, value,
                    torch_device.type.replace("cuda", "gpu"))
-
-
-def _tensors(module, x, y, device, batch_size):
-    """Arrays checked and shaped by the front end's rules, as device tensors (images NCHW)."""
-    import torch
-
-    from dual_backend import validation
-
-    x = validation.as_inputs(x, module.input_shape[1:])
-    y = validation.as_targets(y, len(x), module.keras_loss, module.output_shape, batch_size)
-    x_tensor = torch.from_numpy(np.ascontiguousarray(x)).to(device)
-    if module.channels_first:
-        x_tensor = x_tensor.permute(0, 3, 1, 2)
-    return x_tensor, torch.from_numpy(y).to(device)
-
-
-def _plain_torch_accuracy(module, prepared, loss_name, device, compat) -> float:
-    import torch
-
-    module.eval()
-    x, y = _tensors(module, prepared.x_test, prepared.y_test, device, 1000)
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(x), 1000):
-            correct += int(compat.correct_predictions(module.logits(x[start:start + 1000]),
-                                                      y[start:start + 1000], module.head_activation))
-    return correct / len(x)
 
 
 def _measure_convolution(system, recipe, device) -> dict:

@@ -30,7 +30,7 @@ class Callback:
 
     A callback that only samples the running logs (a progress bar) may set
     ``every_batch = False``: the torch backend then calls its training batch
-    hooks once per chunk of steps (see ``torch_impl/_model.py``), which keeps
+    hooks once per chunk of steps (see ``torch_impl/backend.py``), which keeps
     Lightning's per-step overhead away.
     """
 

@@ -2,7 +2,7 @@
 
 :class:`Model` does everything that does not depend on the framework once:
 checking inputs, choosing the callbacks, timing epochs, shaping what is
-returned.  ``keras_ref._model.KerasModel`` and ``torch_impl._model.TorchModel``
+returned.  ``keras_ref.backend.KerasModel`` and ``torch_impl.backend.TorchModel``
 fill in the few methods that do: the abstract methods at the end of
 :class:`Model` are the whole contract.  :class:`BackendModule` is the rest of
 it, what each backend's module offers beside its model class.
@@ -430,7 +430,7 @@ class Model(abc.ABC):
 
 
 class BackendModule(Protocol):
-    """What ``keras_ref._model`` and ``torch_impl._model`` offer beside their :class:`Model`
+    """What ``keras_ref.backend`` and ``torch_impl.backend`` offer beside their :class:`Model`
     (``dual_backend.backend_package`` returns one)."""
 
     def build(self, program, recipe, options: dict, device: str, devices: int = 1,

@@ -15,7 +15,7 @@ for one lesson and variant:
   where training has no rounding to amplify, 1e-9).
 
 Both frameworks are imported in one process here, which works (see
-``torch_impl/__init__.py``); ``dual-backend parity`` is the command line.
+``torch_impl.process.before_framework_starts``); ``dual-backend parity`` is the command line.
 """
 
 from __future__ import annotations

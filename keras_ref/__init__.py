@@ -1,1 +1,1 @@
-"""The course's tf.keras programs, one file per lesson; ``_model.py`` plugs them into the front end."""
+"""The course's tf.keras programs, one file per lesson; ``backend.py`` plugs them into the front end."""

@@ -20,7 +20,7 @@ if [ ! -f "$stamp" ]; then
   echo "Installing dual-backend and its pinned stack (a few minutes the first time)..."
   "$PYTHON" -m pip install --quiet --disable-pip-version-check -e ".[all]" 2>&1 | grep -v "^WARNING: Location" || true
   # One framework per check: loading torch's Triton after TensorFlow crashes a process
-  # (see torch_impl/__init__.py).
+  # (see torch_impl/process.py).
   for module in "dual_backend, torch, torchvision, lightning" "tensorflow"; do
     "$PYTHON" -c "import $module" 2>/dev/null || { echo "install failed: cannot import $module" >&2; exit 1; }
   done

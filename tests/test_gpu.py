@@ -42,7 +42,7 @@ def _steps(model, lesson, variant):
 def test_a_captured_training_step_is_the_op_by_op_step_bit_for_bit(lesson, variant, optimizer):
     import torch
 
-    from torch_impl._keras_compat import StepGraph
+    from torch_impl.fast.cuda_graph import StepGraph
 
     runs = []
     for graphed in (True, False):
@@ -81,7 +81,7 @@ def test_a_captured_training_step_is_the_op_by_op_step_bit_for_bit(lesson, varia
 
 
 def test_a_fit_on_the_gpu_replays_its_graph_and_has_the_op_by_op_history(monkeypatch, tmp_path):
-    from torch_impl._keras_compat import StepGraph
+    from torch_impl.fast.cuda_graph import StepGraph
 
     captures = []
     capture = StepGraph._capture

@@ -46,9 +46,10 @@ def small_batchnorm_model(backend):
             model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             return model
     else:
-        from torch_impl._keras_compat import BatchNormalization, Dense, Flatten, Input, Sequential
-
         def build_model(input_shape):
+            # Imported once the front end has started the torch backend (it keeps Triton out after TensorFlow).
+            from torch_impl.keras import BatchNormalization, Dense, Flatten, Input, Sequential
+
             model = Sequential([Input(shape=input_shape), Flatten(), Dense(64, activation="relu"),
                                 BatchNormalization(), Dense(10, activation="softmax")])
             model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -106,7 +107,7 @@ def test_denormal_floats_are_flushed_to_zero_on_both_backends_as_in_tensorflow()
     # hello_world is Dense(1): with kernel 0.5 and bias 0 it halves its input.  1e-38 is a normal
     # float32; half of it is a denormal, which TensorFlow's kernels flush to zero.
     x = np.array([[1e-38], [4.0]], dtype=np.float32)
-    from torch_impl import _keras_compat as compat
+    from torch_impl import process
 
     for backend in dual_backend.BACKENDS:
         model = dual_backend.build("hello_world", backend=backend, device="cpu")
@@ -120,10 +121,10 @@ def test_denormal_floats_are_flushed_to_zero_on_both_backends_as_in_tensorflow()
         return int(torch.count_nonzero((torch.full((4_000_000,), 1e-38) * 0.5).view(torch.int32)))
 
     torch.set_num_threads(2)
-    assert not compat.flushing_denormals() and denormal_bits() == 4_000_000
-    with compat.denormals_flushed():
-        assert compat.flushing_denormals() and denormal_bits() == 0
-    assert not compat.flushing_denormals() and denormal_bits() == 4_000_000
+    assert not process.flushing_denormals() and denormal_bits() == 4_000_000
+    with process.denormals_flushed():
+        assert process.flushing_denormals() and denormal_bits() == 0
+    assert not process.flushing_denormals() and denormal_bits() == 4_000_000
 
 
 def test_fashion_cnn_activation_maps_are_equal_after_transfer():
@@ -176,7 +177,7 @@ def test_the_contiguous_max_pool_is_torchs_own_bit_for_bit():
     import torch
     import torch.nn.functional as F
 
-    from torch_impl._keras_compat import MaxPooling2D
+    from torch_impl.keras import MaxPooling2D
 
     generator = torch.Generator().manual_seed(0)
     for shape in [(4, 8, 26, 26), (4, 8, 11, 11), (2, 3, 7, 9)]:
@@ -215,12 +216,13 @@ def test_convolution_and_pooling_through_onednn_are_torchs_own_bit_for_bit(shape
     import torch
     import torch.nn.functional as F
 
-    from torch_impl import _keras_compat
-    from torch_impl._keras_compat import MaxPooling2D, conv_then_pool
+    from torch_impl.fast import cpu_kernels
+    from torch_impl.fast.cpu_kernels import conv_then_pool
+    from torch_impl.keras import MaxPooling2D
 
     used = []
-    apply = _keras_compat._OneDNNConvPool.apply
-    monkeypatch.setattr(_keras_compat._OneDNNConvPool, "apply", lambda *args: used.append(1) or apply(*args))
+    apply = cpu_kernels._OneDNNConvPool.apply
+    monkeypatch.setattr(cpu_kernels._OneDNNConvPool, "apply", lambda *args: used.append(1) or apply(*args))
     generator = torch.Generator().manual_seed(0)
     # Quarter steps with a blank third (as the images' backgrounds): the convolution's output is
     # its bias there, so every window ties; zeros after the ReLU.
@@ -251,7 +253,8 @@ def test_convolution_and_pooling_through_onednn_are_torchs_own_bit_for_bit(shape
 def test_a_second_backward_pass_through_onednn_convolution_and_pooling_says_why_it_cannot():
     import torch
 
-    from torch_impl._keras_compat import MaxPooling2D, conv_then_pool
+    from torch_impl.fast.cpu_kernels import conv_then_pool
+    from torch_impl.keras import MaxPooling2D
 
     conv = torch.nn.Conv2d(1, 4, 3)
     output = conv_then_pool(conv, MaxPooling2D(2), torch.rand(2, 1, 8, 8)).sum()
@@ -266,7 +269,7 @@ def test_pooling_before_the_relu_is_the_layer_by_layer_model_bit_for_bit(lesson)
     every gradient and the predictions must be exactly those of the layers one after another."""
     import torch
 
-    from torch_impl._keras_compat import keras_loss
+    from torch_impl.keras import keras_loss
 
     torch_model = dual_backend.build(lesson, backend="torch", device="cpu")
     module = torch_model.module
@@ -301,7 +304,7 @@ def test_keras_optimizers_step_alike_with_and_without_torchs_profiler_and_step_h
 
     import torch
 
-    from torch_impl._keras_compat import KerasAdam, KerasRMSprop
+    from torch_impl.keras import KerasAdam, KerasRMSprop
 
     opened = []  # record_function annotations entered: none while nobody records
     enter = torch.autograd.profiler.record_function.__enter__
@@ -344,16 +347,18 @@ def test_keras_adam_applies_keras_update_rule_in_float64(layout, monkeypatch):
     rounding: feeding the kernel float32-rounded betas, say, is 7e-9 off."""
     import torch
 
-    from torch_impl import _keras_compat
+    from torch_impl.fast import adam
+    from torch_impl.keras import KerasAdam
+    from torch_impl.keras.optimizers import keras_step_size
 
     fused_calls = []
     kernel = torch._fused_adam_
     monkeypatch.setattr(torch, "_fused_adam_", lambda *a, **k: fused_calls.append(1) or kernel(*a, **k))
     generator = torch.Generator().manual_seed(0)
     weights = torch.nn.Parameter(torch.randn(6, 5, generator=generator, dtype=torch.float64))
-    optimizer = _keras_compat.KerasAdam([weights])
+    optimizer = KerasAdam([weights])
     if layout.startswith("a GPU"):
-        monkeypatch.setattr(_keras_compat, "steps_on_device", lambda weight: True)
+        monkeypatch.setattr(adam, "steps_on_device", lambda weight: True)
     if layout.startswith("state"):  # as if loaded from a checkpoint of a transposed layout
         for name in ("momentum", "velocity"):
             optimizer.state[weights][name] = torch.zeros(5, 6, dtype=torch.float64).t()
@@ -362,7 +367,7 @@ def test_keras_adam_applies_keras_update_rule_in_float64(layout, monkeypatch):
         gradient = torch.randn(5, 6, generator=generator, dtype=torch.float64).t() * 10.0 ** -t
         weights.grad = gradient if layout.startswith("gradient") else gradient.contiguous()
         optimizer.step()
-        alpha = float(_keras_compat.keras_step_size(1e-3, 0.9, 0.999, t, torch.float64))
+        alpha = float(keras_step_size(1e-3, 0.9, 0.999, t, torch.float64))
         m = m + (gradient - m) * (1 - 0.9)
         v = v + (gradient * gradient - v) * (1 - 0.999)
         expected = expected - alpha * m / (v.sqrt() + 1e-7)

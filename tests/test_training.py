@@ -229,9 +229,9 @@ def test_freed_memory_is_kept_between_steps_and_given_back_afterwards():
 
     import torch
 
-    from torch_impl import _keras_compat as compat
+    from torch_impl import process
 
-    if compat._glibc() is None:
+    if process._glibc() is None:
         pytest.skip("freed_memory_kept tunes glibc's malloc; this C library is not glibc")
 
     def one_step():  # a step's worth of activations: allocated, written, freed
@@ -242,7 +242,7 @@ def test_freed_memory_is_kept_between_steps_and_given_back_afterwards():
         tensors = [torch.ones(10_000_000) for _ in range(8)]
         return sum(float(t[-1]) for t in tensors)
 
-    with compat.freed_memory_kept():
+    with process.freed_memory_kept():
         one_step()
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         for _ in range(10):
@@ -256,29 +256,29 @@ def test_freed_memory_is_kept_between_steps_and_given_back_afterwards():
 
 
 def test_fit_evaluate_and_predict_run_with_freed_memory_kept(small_fashion):
-    from torch_impl import _keras_compat as compat
+    from torch_impl import process
 
-    if compat._glibc() is None:
+    if process._glibc() is None:
         pytest.skip("freed_memory_kept tunes glibc's malloc; this C library is not glibc")
     seen = []
 
     class Probe(Callback):
         def on_epoch_end(self, epoch, logs=None):
-            seen.append(compat._kept_depth)
+            seen.append(process._kept_depth)
 
     x, y, *_ = small_fashion
     model = dual_backend.build("fashion_mlp", backend="torch", device="cpu")
     model.fit(x, y, epochs=1, callbacks=[Probe()], verbose=0)
-    assert seen == [1] and compat._kept_depth == 0
+    assert seen == [1] and process._kept_depth == 0
 
 
 def test_freed_memory_can_be_given_back_at_once_and_a_wrong_setting_is_named(monkeypatch):
-    from torch_impl import _keras_compat as compat
+    from torch_impl import process
 
     monkeypatch.setenv("DUAL_BACKEND_FREED_MEMORY", "return")
-    with compat.freed_memory_kept():
-        assert compat._kept_depth == 0
+    with process.freed_memory_kept():
+        assert process._kept_depth == 0
     monkeypatch.setenv("DUAL_BACKEND_FREED_MEMORY", "always")
     with pytest.raises(DualBackendError, match="DUAL_BACKEND_FREED_MEMORY='always': use 'keep'"):
-        with compat.freed_memory_kept():
+        with process.freed_memory_kept():
             pass

@@ -6,9 +6,9 @@ def one_layer_models(units: int, activation: str, inputs: int = 4):
     keras and torch models, the torch one given the keras weights: ``(tf.keras model, keras, torch)``."""
     import tensorflow as tf
 
-    from keras_ref._model import KerasModel
-    from torch_impl import _keras_compat as compat
-    from torch_impl._model import TorchModel
+    from keras_ref.backend import KerasModel
+    from torch_impl import keras as compat
+    from torch_impl.backend import TorchModel
 
     tf.keras.utils.set_random_seed(0)
     keras_model = tf.keras.Sequential([tf.keras.Input((inputs,)),

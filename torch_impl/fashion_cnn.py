@@ -10,7 +10,7 @@ of convolution+pooling blocks (``conv_layers``), and ``drop_last_conv``,
 which deletes the last ``Conv2D`` line and keeps its pooling.
 """
 
-from torch_impl._keras_compat import Conv2D, Dense, Flatten, Input, MaxPooling2D, Sequential
+from torch_impl.keras import Conv2D, Dense, Flatten, Input, MaxPooling2D, Sequential
 
 
 def build_model(input_shape=(28, 28, 1), filters=64, conv_layers=2, drop_last_conv=False):

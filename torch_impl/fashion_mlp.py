@@ -10,7 +10,7 @@ two deliberate mistakes, no ``Flatten()`` (``flatten=False``) and a last
 layer with too few units (``output_units=5``).
 """
 
-from torch_impl._keras_compat import Dense, Flatten, Input, Sequential
+from torch_impl.keras import Dense, Flatten, Input, Sequential
 
 
 def build_model(input_shape=(28, 28), hidden_units=128, extra_hidden_units=None, flatten=True, output_units=10):

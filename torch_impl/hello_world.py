@@ -6,7 +6,7 @@ by stochastic gradient descent to six points of the line y = 3x + 1.  After
 it learned from six points, not the formula.
 """
 
-from torch_impl._keras_compat import Dense, Input, Sequential
+from torch_impl.keras import Dense, Input, Sequential
 
 
 def build_model(input_shape=(1,)):

@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from dual_backend.images import check_image_folder
-from torch_impl._keras_compat import Conv2D, Dense, Flatten, Input, MaxPooling2D, RMSprop, Sequential
-from torch_impl._model import Repeat
+from torch_impl.backend import Repeat
+from torch_impl.keras import Conv2D, Dense, Flatten, Input, MaxPooling2D, RMSprop, Sequential
 
 IMAGE_SIZE = (300, 300)
 CLASSES = 2  # horses, humans: one sigmoid unit

@@ -11,7 +11,7 @@ per entry), their ``activation``, ``batch_norm`` after every hidden layer,
 and ``alpha_dropout`` before the output layer.
 """
 
-from torch_impl._keras_compat import AlphaDropout, BatchNormalization, Dense, Flatten, Input, Sequential
+from torch_impl.keras import AlphaDropout, BatchNormalization, Dense, Flatten, Input, Sequential
 
 
 def build_model(input_shape=(28, 28), hidden_units=(300, 100), activation="sigmoid", batch_norm=False,

@@ -7,7 +7,7 @@ Keras-style callback that runs unchanged on both backends; the lesson's spec
 declares its rule.
 """
 
-from torch_impl._keras_compat import Dense, Flatten, Input, Sequential
+from torch_impl.keras import Dense, Flatten, Input, Sequential
 
 
 def build_model(input_shape=(28, 28), hidden_units=128):

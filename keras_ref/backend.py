@@ -1,6 +1,6 @@
 """The keras backend behind the front end: a lesson's tf.keras model, trained by ``model.fit``.
 
-Mirror of ``torch_impl/_model.py``.  Keras already has the surface the front
+Mirror of ``torch_impl/backend.py``.  Keras already has the surface the front
 end offers, so this file mostly hands over: a Keras callback carries the
 user's Keras-style callbacks, and the History is read back in the front
 end's key order.
@@ -10,30 +10,31 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import warnings
 import zipfile
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not the lesson
+import numpy as np
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from dual_backend import validation
+from dual_backend.callbacks import (BATCH_HOOKS, BackupAndRestore, EarlyStopping, ModelCheckpoint, TensorBoard,
+                                    TerminateOnNaN)
+from dual_backend.environments import cuda_libraries_advice
+from dual_backend.errors import DualBackendError, refused_code
+from dual_backend.interrupts import atomic_write
+from dual_backend.model import Model, order_logs
+from keras_ref import process
 
-from dual_backend.callbacks import (BATCH_HOOKS, BackupAndRestore, EarlyStopping, ModelCheckpoint,  # noqa: E402
-                                    TensorBoard, TerminateOnNaN)
-from dual_backend.environments import cuda_libraries_advice  # noqa: E402
-from dual_backend import validation  # noqa: E402
-from dual_backend.errors import DualBackendError, refused_code  # noqa: E402
-from dual_backend.interrupts import atomic_write  # noqa: E402
-from dual_backend.model import Model, order_logs  # noqa: E402
+with process.start_up_lines_hidden():
+    import tensorflow as tf
 
 METADATA = "dual_backend.json"  # stored beside Keras' own files inside the .keras zip
 
 
 def select_device(device: str) -> str:
     """``cpu``, ``gpu`` or ``auto`` (a GPU when TensorFlow sees one) → the device actually used."""
-    gpus = tf.config.list_physical_devices("GPU")
+    with process.start_up_lines_hidden():  # the first look for GPUs: cuInit
+        gpus = tf.config.list_physical_devices("GPU")
     if device == "gpu" and not gpus:
         raise DualBackendError(
             "--device gpu was asked for, but TensorFlow sees no GPU. Use --device cpu or auto, "
@@ -209,8 +210,8 @@ class KerasBackupAndRestore(tf.keras.callbacks.BackupAndRestore):
     ``training_metadata.json``, each in place: an interrupt between the two
     pairs epoch k+1's weights with epoch k's number (the resumed fit would
     train epoch k+1 twice), and one during a write leaves a broken file.  The
-    variables are written as plain arrays, not with ``save_weights``, whose
-    25 ms would double the time of hello_world's one-step epochs; they are
+    variables are written as plain arrays, not with ``save_weights``, which
+    takes as long as one of hello_world's one-step epochs (docs/speed.md); they are
     read back with ``allow_pickle=False``.  Restoring goes Keras' way: the
     variables are set at the start of ``fit``, which then starts at the next epoch.
     """

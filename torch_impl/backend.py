@@ -1,6 +1,6 @@
 """The torch backend behind the front end: a lesson's LightningModule, trained by Lightning's Trainer.
 
-Mirror of ``keras_ref/_model.py``.  What Keras does inside ``fit`` is done
+Mirror of ``keras_ref/backend.py``.  What Keras does inside ``fit`` is done
 here with Lightning's pieces: the Trainer runs the loop, a Lightning callback
 carries the user's Keras-style callbacks, and the batches are sliced from
 tensors already on the target device, reshuffled every epoch as Keras does.
@@ -9,7 +9,6 @@ tensors already on the target device, reshuffled every epoch as Keras does.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import os
 import pickle
@@ -28,24 +27,13 @@ from lightning.fabric.plugins import TorchCheckpointIO
 
 from dual_backend.callbacks import (BATCH_HOOKS, BackupAndRestore, EarlyStopping, ModelCheckpoint, TensorBoard,
                                     TerminateOnNaN)
-from dual_backend.environments import cuda_libraries_advice
 from dual_backend import validation
+from dual_backend.environments import cuda_libraries_advice
 from dual_backend.errors import DualBackendError, refused_code
 from dual_backend.interrupts import atomic_write
 from dual_backend.model import Model, order_logs
-from torch_impl._keras_compat import denormals_flushed, freed_memory_kept
-
-# Lightning announces the hardware on every Trainer; the front end prints its own lines.
-logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-# Advice that does not apply: evaluation-free fits skip validation on purpose,
-# and the batches are device tensors, not a DataLoader that workers could speed up.
-warnings.filterwarnings("ignore", message=".*validation_step.*but have no `val_dataloader`.*")
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
-# The epoch logs are already summed over DDP's processes (EpochMeans.compute(across_processes=True)).
-warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
-# keras_basics' checkpoint sits beside the run's other files, as Keras' does.
-warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+from torch_impl import process
+from torch_impl.fast.chunks import StepChunk
 
 
 def select_device(device: str) -> str:
@@ -70,7 +58,7 @@ def seed(value: int) -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS' condition for reproducible sums
     torch.use_deterministic_algorithms(True, warn_only=True)
     # Deterministic mode also fills every new tensor with NaN, to expose reads of memory nothing
-    # wrote: a debugging aid that changes no result and cost 3-7 % of a fashion_cnn step here.
+    # wrote: a debugging aid that changes no result and costs time on every step (docs/speed.md).
     torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.benchmark = False
 
@@ -94,7 +82,7 @@ class TensorBatches:
     per batch of the chunk (``Sequential.training_step``).  The batches, their
     order and the updates are the same as one at a time; what changes is that
     Lightning's per-batch machinery (hooks, progress tracking, optimizer
-    wrappers: ~0.4 ms, a third of a Dense step on this CPU) runs once per chunk.
+    wrappers: a large share of a small model's step, docs/speed.md) runs once per chunk.
     ``steps`` limits an epoch to its first batches (Keras' ``steps_per_epoch``).
 
     Under DDP every process walks the same permutation (rank 0 draws it and
@@ -232,20 +220,6 @@ def data_parallel_world() -> tuple[int, int]:
     return 1, 0
 
 
-class StepChunk:
-    """Consecutive steps handed to Lightning as one (an object Lightning moves as is): the data
-    tensors and each step's rows, gathered into a batch only when the step comes (on a GPU the
-    gathering is part of the step's CUDA graph, ``StepGraph``)."""
-
-    def __init__(self, tensors: tuple, rows: list, last_step: int):
-        self.tensors, self.rows, self.last_step = tensors, rows, last_step
-
-    def batches(self):
-        for rows in self.rows:
-            yield tuple(t[rows] for t in self.tensors)
-
-    def __len__(self):
-        return len(self.rows)
 
 
 class KerasCallbacks(L.Callback):
@@ -470,18 +444,6 @@ def lightning_counterparts(framework) -> tuple:
     return logger, chosen
 
 
-@contextlib.contextmanager
-def intra_op_threads(count: int | None):
-    """Run with ``count`` intra-op threads (``None``: torch's default), then restore."""
-    before = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class TorchModel(Model):
     backend = "torch"
 
@@ -522,7 +484,7 @@ class TorchModel(Model):
         return isinstance(x, (torch.utils.data.DataLoader, Repeat))
 
     def _is_optimizer(self, optimizer) -> bool:
-        # An optimizer before the parameters exist: a factory such as _keras_compat.RMSprop(...).
+        # An optimizer before the parameters exist: a factory such as torch_impl.keras.RMSprop(...).
         return callable(optimizer)
 
     def _tensors(self, *arrays):
@@ -545,10 +507,9 @@ class TorchModel(Model):
     def threads(self) -> int | None:
         """One intra-op thread for models without convolutions on the CPU.
 
-        A Dense step at batch 32 is too small to split: on 2 cores one thread
-        took 0.73-0.86 ms/step and two 0.79-0.95 ms; and when anything else
-        wants a core, torch's OpenMP threads wait on each other at every op
-        (3 ms/step with one thread, 11-54 ms with two, measured here).
+        A Dense step at batch 32 is too small to split: two threads are no
+        faster than one, and when anything else wants a core, torch's OpenMP
+        threads wait on each other at every op (docs/speed.md).
         """
         return 1 if self.device == "cpu" and not self.module.channels_first else None
 
@@ -556,8 +517,10 @@ class TorchModel(Model):
     def _computing(self):
         """What every fit, evaluate and predict runs in: Keras' float environment (denormals flushed
         to zero on all of torch's threads, as TensorFlow does), freed memory kept for the next step,
-        the thread count, and Keras' handling of Ctrl-C and SIGTERM."""
-        with denormals_flushed(), freed_memory_kept(), intra_op_threads(self.threads), interrupts_as_in_keras():
+        the thread count, Lightning's messages that do not apply here silenced, and Keras' handling
+        of Ctrl-C and SIGTERM (``torch_impl.process``)."""
+        with process.denormals_flushed(), process.freed_memory_kept(), process.intra_op_threads(self.threads), \
+                process.lightning_quiet(), interrupts_as_in_keras():
             yield
 
     def _fit(self, *args, **settings):

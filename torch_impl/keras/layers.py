@@ -1,0 +1,290 @@
+"""Keras' layers in torch: Keras' initialisers, Keras' weight layout, plain ``nn`` ops.
+
+- ``Dense`` and friends initialise kernels with glorot-uniform and biases with zeros;
+- a layer learns its input shape when ``Sequential`` builds it, as in Keras;
+- images compute in torch's NCHW layout, while shapes (``build``, the summary)
+  and weights (``get_weights``/``set_weights``) are Keras' NHWC and HWIO.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dual_backend import validation
+from torch_impl.fast import cpu_kernels
+
+ACTIVATIONS = {
+    None: lambda x: x,
+    "linear": lambda x: x,
+    "relu": F.relu,
+    "sigmoid": torch.sigmoid,
+    "selu": F.selu,
+    "softmax": lambda x: F.softmax(x, dim=-1),
+}
+# Heads whose loss Keras computes from the logits in front of them.
+PROBABILITY_HEADS = ("softmax", "sigmoid")
+
+
+class Input:
+    """``keras.Input(shape)``: not a layer, the shape the next layers are built for."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+
+class Layer(nn.Module):
+    """A layer that, like Keras', learns its input shape when it is built."""
+
+    keras_type = "Layer"
+
+    def build(self, input_shape: tuple) -> tuple:
+        """Create the weights for ``input_shape`` (no batch axis); return the output shape."""
+        return input_shape
+
+    def logits(self, x):
+        return self(x)
+
+    # Keras' ``layer.get_weights()`` / ``set_weights()``: numpy arrays in Keras' own layout
+    # and order, so that weights move between the two frameworks (``dual_backend.copy_weights``).
+    def keras_tensors(self) -> list:
+        return []
+
+    def get_weights(self) -> list:
+        # Copies: a numpy view of a CPU tensor would change as the model trains.
+        return [np.array(self.to_keras(i, t.detach().cpu().numpy())) for i, t in enumerate(self.keras_tensors())]
+
+    @torch.no_grad()
+    def set_weights(self, arrays) -> None:
+        tensors = self.keras_tensors()
+        if len(arrays) != len(tensors):
+            raise validation.DualBackendError(
+                f"{self.keras_type} holds {len(tensors)} weight arrays, got {len(arrays)}.")
+        for index, (tensor, array) in enumerate(zip(tensors, arrays)):
+            converted = self.from_keras(index, np.asarray(array, dtype=_numpy_dtype(tensor)))
+            if tuple(converted.shape) != tuple(tensor.shape):
+                raise validation.DualBackendError(
+                    f"{self.keras_type} weight {index} has shape {tuple(tensor.shape)} here, "
+                    f"got {np.asarray(array).shape} in Keras' layout.")
+            tensor.copy_(torch.from_numpy(np.ascontiguousarray(converted)))
+
+    def to_keras(self, index: int, array):
+        return array
+
+    def from_keras(self, index: int, array):
+        return array
+
+
+def _numpy_dtype(tensor) -> np.dtype:
+    return np.float64 if tensor.dtype == torch.float64 else np.float32
+
+
+class Flatten(Layer):
+    keras_type = "Flatten"
+
+    def build(self, input_shape):
+        return (math.prod(input_shape),)
+
+    def forward(self, x):
+        return x.flatten(1)
+
+
+def _activation(name):
+    if name not in ACTIVATIONS:
+        raise validation.DualBackendError(
+            f"Unknown activation {name!r}. Valid activations: {', '.join(map(str, ACTIVATIONS))}."
+        )
+    return name
+
+
+class Dense(Layer):
+    """``keras.layers.Dense``: applied to the last axis, glorot-uniform kernel, zero bias."""
+
+    keras_type = "Dense"
+
+    def __init__(self, units: int, activation: str | None = None):
+        super().__init__()
+        self.units, self.activation = units, _activation(activation)
+
+    def build(self, input_shape):
+        self.linear = nn.Linear(input_shape[-1], self.units)
+        nn.init.xavier_uniform_(self.linear.weight)  # Keras' glorot_uniform: same fan-in/fan-out rule
+        nn.init.zeros_(self.linear.bias)
+        return (*input_shape[:-1], self.units)
+
+    def logits(self, x):
+        return self.linear(x)
+
+    def forward(self, x):
+        return ACTIVATIONS[self.activation](self.linear(x))
+
+    # Keras' kernel is (inputs, units), torch's weight (units, inputs).  After a Flatten
+    # of convolution maps, the inputs also come in another order: Keras flattens
+    # (height, width, channels), torch (channels, height, width).
+    flattened_from: tuple | None = None  # (height, width, channels), set by Sequential
+
+    def keras_tensors(self):
+        return [self.linear.weight, self.linear.bias]
+
+    def to_keras(self, index, array):
+        if index == 1:
+            return array
+        if self.flattened_from:
+            height, width, channels = self.flattened_from
+            array = array.reshape(-1, channels, height, width).transpose(0, 2, 3, 1).reshape(len(array), -1)
+        return array.T
+
+    def from_keras(self, index, array):
+        if index == 1:
+            return array
+        array = array.T
+        if self.flattened_from:
+            height, width, channels = self.flattened_from
+            array = array.reshape(-1, height, width, channels).transpose(0, 3, 1, 2).reshape(len(array), -1)
+        return array
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+class Conv2D(Layer):
+    """``keras.layers.Conv2D``, 'valid' padding: glorot-uniform kernel, zero bias, NCHW inside.
+
+    Shapes are given and reported as Keras' (height, width, channels).
+    """
+
+    keras_type = "Conv2D"
+
+    def __init__(self, filters: int, kernel_size, activation: str | None = None, strides=1):
+        super().__init__()
+        self.filters, self.kernel_size, self.strides = filters, _pair(kernel_size), _pair(strides)
+        self.activation = _activation(activation)
+
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise validation.DualBackendError(
+                f"Conv2D expects inputs of shape (height, width, channels), got {input_shape}: "
+                "reshape the images to (N, height, width, 1), as the course does."
+            )
+        height, width, channels = input_shape
+        self.conv = nn.Conv2d(channels, self.filters, self.kernel_size, stride=self.strides)
+        # glorot_uniform on OIHW: fans are in/out channels times the window, as Keras counts them on HWIO.
+        nn.init.xavier_uniform_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        return ((height - kh) // sh + 1, (width - kw) // sw + 1, self.filters)
+
+    def keras_tensors(self):
+        return [self.conv.weight, self.conv.bias]
+
+    def to_keras(self, index, array):
+        return array.transpose(2, 3, 1, 0) if index == 0 else array  # OIHW → Keras' HWIO
+
+    def from_keras(self, index, array):
+        return array.transpose(3, 2, 0, 1) if index == 0 else array  # HWIO → OIHW
+
+    def forward(self, x):
+        # In place: a convolution does not need its output for its own backward pass.
+        x = self.conv(x)
+        return F.relu(x, inplace=True) if self.activation == "relu" else ACTIVATIONS[self.activation](x)
+
+
+class MaxPooling2D(Layer):
+    """``keras.layers.MaxPooling2D``: strides default to the pool size, 'valid' padding (floor)."""
+
+    keras_type = "MaxPooling2D"
+
+    def __init__(self, pool_size=(2, 2), strides=None):
+        super().__init__()
+        self.pool_size = _pair(pool_size)
+        self.strides = _pair(strides) if strides is not None else self.pool_size
+
+    def build(self, input_shape):
+        height, width, channels = input_shape
+        (ph, pw), (sh, sw) = self.pool_size, self.strides
+        return ((height - ph) // sh + 1, (width - pw) // sw + 1, channels)
+
+    def forward(self, x):
+        if cpu_kernels.contiguous_on_cpu(x):
+            return cpu_kernels.max_pool2d(x, self.pool_size, self.strides)
+        return F.max_pool2d(x, self.pool_size, self.strides)
+
+
+class BatchNormalization(Layer):
+    """``keras.layers.BatchNormalization``: momentum 0.99, ε 1e-3, Keras' moving statistics.
+
+    Differences from ``nn.BatchNorm1d`` that change results: torch's momentum
+    is the weight of the *new* batch (Keras 0.99 is torch 0.01), its ε is
+    1e-5, and it updates the running variance with the unbiased batch
+    variance while normalising with the biased one; Keras uses the biased
+    variance for both.  The statistics are buffers named as Keras names them
+    and count as non-trainable parameters, as in Keras' summary.
+    """
+
+    keras_type = "BatchNormalization"
+
+    def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3):
+        super().__init__()
+        self.momentum, self.epsilon = momentum, epsilon
+
+    def build(self, input_shape):
+        features = input_shape[-1]
+        self.gamma = nn.Parameter(torch.ones(features))
+        self.beta = nn.Parameter(torch.zeros(features))
+        self.register_buffer("moving_mean", torch.zeros(features))
+        self.register_buffer("moving_variance", torch.ones(features))
+        return input_shape
+
+    def keras_tensors(self):
+        return [self.gamma, self.beta, self.moving_mean, self.moving_variance]
+
+    def forward(self, x):
+        # Features are Keras' last axis: dim 1 in torch's layout, for flat and NCHW inputs alike.
+        axes = [d for d in range(x.dim()) if d != 1]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        if self.training:
+            variance, mean = torch.var_mean(x, dim=axes, correction=0)
+            with torch.no_grad():
+                self.moving_mean.lerp_(mean, 1 - self.momentum)
+                self.moving_variance.lerp_(variance, 1 - self.momentum)
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        scale = self.gamma * torch.rsqrt(variance + self.epsilon)
+        return x * scale.view(shape) + (self.beta - mean * scale).view(shape)
+
+
+class AlphaDropout(Layer):
+    """``keras.layers.AlphaDropout``: keeps selu's mean and variance; identity outside training.
+
+    torch's ``F.alpha_dropout`` draws the same mask and applies the same affine
+    correction (a = ((1−p)(1+p·α′²))^−½, b = −a·α′·p with α′ = −λα), so it is used as is.
+    """
+
+    keras_type = "AlphaDropout"
+
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x):
+        return F.alpha_dropout(x, self.rate, self.training)
+
+
+def keras_names(layers) -> list[str]:
+    """Keras' automatic layer names: ``dense``, ``dense_1``, ... per layer type."""
+    seen: dict[str, int] = {}
+    names = []
+    for layer in layers:
+        # Keras' to_snake_case: MaxPooling2D → max_pooling2d, BatchNormalization → batch_normalization.
+        base = re.sub("(.)([A-Z][a-z0-9]+)", r"\1_\2", layer.keras_type)
+        base = re.sub("([a-z])([A-Z])", r"\1_\2", base).lower()
+        count = seen.get(base, 0)
+        names.append(base if count == 0 else f"{base}_{count}")
+        seen[base] = count + 1
+    return names

@@ -1,0 +1,177 @@
+"""``keras.Sequential`` as a LightningModule: Keras' layers and compile, Lightning's loop.
+
+``Sequential([Input(shape), ...])`` builds every layer for the shape before
+it, as Keras does; ``compile`` takes Keras' optimizer, loss and metric strings.
+The Trainer owns the loop: ``forward``, ``training_step``,
+``validation_step`` and ``configure_optimizers`` are Lightning's hooks.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+from dual_backend import validation
+from torch_impl.fast import chunks, cuda_graph, pool_first
+from torch_impl.keras.layers import PROBABILITY_HEADS, Conv2D, Dense, Flatten, Input, keras_names
+from torch_impl.keras.losses import EpochMeans, correct_predictions, keras_loss
+from torch_impl.keras.optimizers import make_optimizer
+
+
+class Sequential(L.LightningModule):
+    """``keras.Sequential`` as a LightningModule: Keras' layers and compile, Lightning's loop."""
+
+    def __init__(self, layers, name: str = "sequential"):
+        super().__init__()
+        first, *rest = layers
+        if not isinstance(first, Input):
+            raise validation.DualBackendError("A Sequential model starts with Input(shape=...).")
+        shape, self.output_shapes = first.shape, []
+        for previous, layer in zip([None, *rest], rest):
+            if isinstance(layer, Dense) and isinstance(previous, Flatten) and len(self.output_shapes) > 1 \
+                    and len(self.output_shapes[-2]) == 4:
+                layer.flattened_from = self.output_shapes[-2][1:]
+            shape = layer.build(shape)
+            self.output_shapes.append((None, *shape))
+        self.body = nn.ModuleList(rest)
+        # Images go in as NCHW; Keras' (height, width, channels) shapes stay the public ones.
+        self.channels_first = any(isinstance(layer, Conv2D) for layer in rest)
+        self.memory_format = torch.contiguous_format  # see use_channels_last
+        self.step_logits = self.logits  # see compile_steps
+        self.layer_names = keras_names(rest)
+        self.model_name = name
+        self.input_shape, self.output_shape = (None, *first.shape), (None, *shape)
+        self.keras_optimizer = self.keras_loss = None
+        self.keras_metrics: list[str] = []
+        self.automatic_optimization = False  # see training_step
+        self.step_graph: cuda_graph.StepGraph | None = None  # see training_step
+
+    # Keras' compile, deliberately shadowing nn.Module.compile (torch.compile(model) still works).
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        self.keras_optimizer = optimizer if not isinstance(optimizer, str) else validation.optimizer_name(optimizer)
+        self.keras_loss = validation.loss_name(loss)
+        self.keras_metrics = validation.metric_names(metrics)
+        self.train_means = EpochMeans(self.keras_metrics)
+        self.val_means = EpochMeans(self.keras_metrics)
+
+    def forward(self, x):
+        return self.body[-1](self.hidden(x))
+
+    def training_step(self, batch, batch_idx):
+        """One Keras step per batch: a batch, or each batch of a chunk (``TensorBatches``).
+
+        Optimization is manual (``automatic_optimization = False``) so that one
+        Lightning batch can carry several steps (``torch_impl.fast.chunks``).  A
+        single batch takes Lightning's own zero_grad / ``manual_backward`` /
+        ``step`` (what DDP and callbacks need).
+        """
+        optimizer = self.optimizers()
+        if isinstance(batch, chunks.StepChunk):
+            chunks.train_chunk(self, optimizer, batch)
+            return
+        loss = self._step(batch, self.train_means)
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, self.val_means)
+
+    def predict_step(self, batch, batch_idx):
+        return self(batch[0])
+
+    def configure_optimizers(self):
+        if isinstance(self.keras_optimizer, str):
+            return make_optimizer(self.keras_optimizer, self.parameters())
+        return self.keras_optimizer(self.parameters())
+
+    def _step(self, batch, means: EpochMeans):
+        x, y, *sample_weight = batch  # (x, y) or (x, y, sample_weight)
+        logits = self.step_logits(x)
+        loss = keras_loss(self.keras_loss, logits, y, self.head_activation, *sample_weight)
+        correct = correct_predictions(logits, y, self.head_activation) if self.keras_metrics else None
+        means.update(loss, correct, len(x))
+        return loss
+
+    @property
+    def head_activation(self) -> str | None:
+        """The last layer's activation: it decides how Keras computes the loss and the accuracy."""
+        return getattr(self.body[-1], "activation", None)
+
+    def logits(self, x):
+        """The output before a softmax or sigmoid head: what Keras computes the loss from."""
+        head = self.body[-1]
+        if self.head_activation in PROBABILITY_HEADS:
+            return head.logits(self.hidden(x))
+        return head(self.hidden(x))
+
+    def hidden(self, x):
+        """Every layer but the last (a convolution's ReLU after its pooling: ``torch_impl.fast.pool_first``)."""
+        layers = list(self.body)[:-1]  # (slicing a ModuleList builds a new one)
+        return pool_first.hidden_layers(layers, self.in_memory_format(x))
+
+    def on_train_start(self):
+        self.step_graph = None  # a graph per fit: its buffers are this fit's optimizer state
+
+    def on_train_end(self):
+        self.step_graph = None  # frees the graph's memory pool
+
+    def on_train_epoch_start(self):
+        self.train_means.reset()
+
+    def on_validation_epoch_start(self):
+        self.val_means.reset()
+
+    def on_validation_epoch_end(self):
+        # Logged here, before Lightning's EarlyStopping and ModelCheckpoint look at val_loss.
+        if self.trainer.training or self.trainer.state.fn == "fit":
+            self.log_dict(self.val_means.compute("val_"))
+
+    # Keras' surface beyond Lightning's hooks.
+
+    def get_weights(self) -> list:
+        """Keras' ``model.get_weights()``: every layer's arrays, in Keras' layout and order."""
+        return [array for layer in self.body for array in layer.get_weights()]
+
+    def set_weights(self, arrays) -> None:
+        arrays = list(arrays)
+        for layer in self.body:
+            count = len(layer.keras_tensors())
+            layer.set_weights(arrays[:count])
+            arrays = arrays[count:]
+        if arrays:
+            raise validation.DualBackendError(f"{len(arrays)} weight arrays left over: not the same model.")
+
+    def layer_outputs(self, x) -> list:
+        """Every layer's output, images back in Keras' NHWC layout (for the activation figures)."""
+        outputs, x = [], self.in_memory_format(x)
+        for layer in self.body:
+            x = layer(x)
+            outputs.append(x.permute(0, 2, 3, 1) if x.dim() == 4 else x)
+        return outputs
+
+    # Speed-ups that change the numbers computed: flags, off by default.
+
+    def use_channels_last(self, enabled: bool = True) -> None:
+        """Compute convolutions in channels-last memory (tensors still NCHW-shaped): oneDNN's fast
+        layout on CPUs (docs/speed.md).  Its kernels sum in another order (outputs differ by
+        ~1e-7), so it is a flag, off by default."""
+        if self.channels_first:
+            self.memory_format = torch.channels_last if enabled else torch.contiguous_format
+            self.to(memory_format=self.memory_format)
+
+    def compile_steps(self) -> None:
+        """Train and evaluate through ``torch.compile`` (fused kernels; another rounding): a flag."""
+        self.step_logits = torch.compile(self.logits)
+
+    def in_memory_format(self, x):
+        return x.contiguous(memory_format=self.memory_format) if self.channels_first and x.dim() == 4 else x
+
+    def train_step_eagerly(self, batch, optimizer):
+        """One training step, op by op: forward, loss and epoch sums, backward, update."""
+        loss = self._step(batch, self.train_means)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.detach()  # holding the autograd graph past the step would keep its nodes alive
