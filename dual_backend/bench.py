@@ -33,7 +33,6 @@ import subprocess
 import sys
 import time
 import types
-from pathlib import Path
 
 import numpy as np
 
@@ -248,7 +247,7 @@ def _measure_plain_torch(recipe, epochs, device, profile, seed, speedups) -> dic
 
             train_dir, _ = horse_or_human_dirs()
             program = importlib.import_module(f"torch_impl.{recipe.lesson.name}")
-            # A repeated pipeline, read on across epochs as fit reads it (torch_impl.backend.Repeat).
+            # A repeated pipeline, read on across epochs as fit reads it (torch_impl.batches.Repeat).
             stream = iter(program.training_data(train_dir, batch_size=recipe.lesson.batch_size, seed=seed))
 
             def batches():

@@ -38,7 +38,7 @@ def _lesson_listing() -> str:
         trains = (f"{lesson.params:,} params; {lesson.epochs} epochs" if lesson.kind == "train"
                   else "no model to train: one image, filtered and pooled")
         lines.append(f"  {trains}; options: {options}")
-        lines.append(f"  variants: default - as the course writes it")
+        lines.append("  variants: default - as the course writes it")
         for name, variant in lesson.variants.items():
             lines.append(f"            {name} - {variant.description}")
     return "\n".join(lines)

@@ -87,6 +87,12 @@ class SpeedUps:
             (["--compile"] if self.compile else []) + (["--channels-last"] if self.channels_last else [])
 
 
+def require_gpus(devices: int, seen: int, framework: str) -> None:
+    """Refuse a data-parallel fit over more GPUs than ``framework`` sees, in the same words on both backends."""
+    if seen < devices:
+        raise DualBackendError(f"--devices {devices} asks for {devices} GPUs; {framework} sees {seen}.")
+
+
 def unsupported(**given: bool) -> None:
     """Refuse the Keras arguments the backends cannot give with Keras' meaning, naming them."""
     names = [name for name, used in given.items() if used]

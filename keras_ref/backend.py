@@ -16,14 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dual_backend import validation
-from dual_backend.callbacks import (BATCH_HOOKS, BackupAndRestore, EarlyStopping, ModelCheckpoint, TensorBoard,
-                                    TerminateOnNaN)
 from dual_backend.environments import cuda_libraries_advice
 from dual_backend.errors import DualBackendError, refused_code
 from dual_backend.interrupts import atomic_write
-from dual_backend.model import Model, order_logs
+from dual_backend.model import Model, batches_in, require_gpus
 from keras_ref import process
+from keras_ref.batches import CheckedPipeline, OrderedBatches
+from keras_ref.callbacks import keras_callback, keras_callbacks
 
 with process.start_up_lines_hidden():
     import tensorflow as tf
@@ -70,209 +69,6 @@ def set_floatx(name: str) -> None:
     tf.keras.config.set_dtype_policy(name)
 
 
-class KerasCallbacks(tf.keras.callbacks.Callback):
-    """Runs the front end's Keras-style callbacks from Keras' own hooks, logs in the front end's order."""
-
-    def __init__(self, callbacks, front: "KerasModel"):
-        super().__init__()
-        self.callbacks, self.front = callbacks, front
-
-    def _logs(self, logs) -> dict:
-        return order_logs(logs or {}, self.front.log_keys)
-
-    def on_train_begin(self, logs=None):
-        self.callbacks.on_train_begin({})
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.callbacks.on_epoch_begin(epoch, {})
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.callbacks.on_epoch_end(epoch, self._logs(logs))
-        if self.front.stop_training:
-            self.model.stop_training = True
-
-    def on_train_end(self, logs=None):
-        self.callbacks.on_train_end(self._logs(logs))
-
-    def on_test_begin(self, logs=None):
-        self.callbacks.on_test_begin({})
-
-    def on_test_end(self, logs=None):
-        self.callbacks.on_test_end(self._logs(logs))
-
-    def on_predict_begin(self, logs=None):
-        self.callbacks.on_predict_begin({})
-
-    def on_predict_end(self, logs=None):
-        self.callbacks.on_predict_end({})
-
-
-def _batch_hook(hook: str):
-    def forward(self, batch, logs=None):
-        if hook == "on_predict_batch_end":
-            logs = {"outputs": np.asarray(logs["outputs"])}
-        elif hook.endswith("_end"):
-            logs = self._logs(logs)
-        else:
-            logs = {}
-        getattr(self.callbacks, hook)(batch, logs)
-
-    return forward
-
-
-class CheckedPipeline:
-    """A ``tf.data.Dataset`` whose batches get the front end's checks as they stream
-    (``validation.check_batch``), in a ``tf.numpy_function`` before each batch is handed on.
-
-    TensorFlow reports an exception raised there as an ``OpError`` from deep in
-    the graph; ``raised`` keeps the front end's own error, which ``reraise``
-    puts back in its place.  The batches themselves pass through unchanged.
-    """
-
-    def __init__(self, front: "KerasModel"):
-        self.front, self.raised = front, None
-
-    def __call__(self, dataset, pipeline: str = "the data pipeline"):
-        front = self.front
-
-        def check(index, *arrays):
-            try:
-                validation.check_batch(int(index), arrays, front.input_shape[1:], front.loss, front.output_shape,
-                                       pipeline)
-            except DualBackendError as error:
-                self.raised = error
-                raise
-            return np.bool_(True)
-
-        inputs = tf.nest.flatten(dataset.element_spec)[0]
-        if not inputs.shape[1:].is_compatible_with(front.input_shape[1:]):
-            # Keras refuses such a pipeline when it traces the model, before a batch flows: the first batch
-            # is read here, so that its check names it as on torch.
-            for index, batch in enumerate(dataset):
-                check(index, *(np.asarray(t) for t in tf.nest.flatten(batch)))
-
-        def checked(index, batch):
-            tensors = tf.nest.flatten(batch)
-            passed = tf.numpy_function(check, [index, *tensors], tf.bool, stateful=True)
-            with tf.control_dependencies([passed]):
-                return tf.nest.pack_sequence_as(batch, [tf.identity(t) for t in tensors])
-
-        return dataset.enumerate().map(checked).prefetch(1)
-
-    @contextlib.contextmanager
-    def reraise(self):
-        try:
-            yield
-        except tf.errors.OpError:
-            if self.raised is not None:
-                raise self.raised from None
-            raise
-
-
-def keras_callbacks(callbacks, front: "KerasModel") -> KerasCallbacks:
-    """The adapter, with only the batch hooks some callback overrides: once a batch hook exists
-    Keras turns the logs into Python numbers after every batch."""
-    hooks = {hook: _batch_hook(hook) for hook in BATCH_HOOKS if callbacks.wants(hook)}
-    return type("KerasCallbacks", (KerasCallbacks,), hooks)(callbacks, front) if hooks else \
-        KerasCallbacks(callbacks, front)
-
-
-class OrderedBatches(tf.keras.utils.PyDataset):
-    """Batches in given permutations, one per epoch (the front end's ``batch_order_seed``).
-
-    All epochs' batches in one sequence, read with ``steps_per_epoch``: Keras then keeps
-    one iterator across epochs, so a batch's epoch is its index.  Counting epochs with
-    ``on_epoch_end`` does not work: Keras calls it once before the first epoch (which
-    trained epochs 0, 1, 2 on permutations 1, 2, 2), and tf.data may prefetch the next
-    epoch's first batches before the current epoch's ``on_epoch_end``."""
-
-    def __init__(self, x, y, batch_size, orders, steps, sample_weight=None):
-        super().__init__()
-        self.x, self.y, self.batch_size, self.orders, self.steps = x, y, batch_size, orders, steps
-        self.sample_weight = sample_weight
-
-    def __len__(self):
-        return len(self.orders) * self.steps
-
-    def __getitem__(self, index):
-        epoch, batch = divmod(index, self.steps)
-        chosen = self.orders[epoch][batch * self.batch_size:(batch + 1) * self.batch_size]
-        if self.sample_weight is not None:
-            return self.x[chosen], self.y[chosen], self.sample_weight[chosen]
-        return self.x[chosen], self.y[chosen]
-
-
-class KerasBackupAndRestore(tf.keras.callbacks.BackupAndRestore):
-    """Keras' ``BackupAndRestore``, writing one file whole: ``last.npz`` holds every variable of the
-    model and of its optimizer, and the front end's record (epochs done, History so far).
-
-    Keras' own callback writes ``latest.weights.h5`` and then
-    ``training_metadata.json``, each in place: an interrupt between the two
-    pairs epoch k+1's weights with epoch k's number (the resumed fit would
-    train epoch k+1 twice), and one during a write leaves a broken file.  The
-    variables are written as plain arrays, not with ``save_weights``, which
-    takes as long as one of hello_world's one-step epochs (docs/speed.md); they are
-    read back with ``allow_pickle=False``.  Restoring goes Keras' way: the
-    variables are set at the start of ``fit``, which then starts at the next epoch.
-    """
-
-    def __init__(self, backup: BackupAndRestore):
-        super().__init__(str(backup.backup_dir), delete_checkpoint=backup.delete_checkpoint)
-        self.backup = backup
-        self.path = backup.path("keras")
-
-    def _variables(self) -> list:
-        optimizer = self.model.optimizer
-        if optimizer is not None and not optimizer.built:
-            optimizer.build(self.model.trainable_variables)
-        return [*self.model.variables, *(optimizer.variables if optimizer is not None else [])]
-
-    def _load_model(self):
-        if not self.path.exists():
-            return
-        variables = self._variables()
-        with np.load(self.path, allow_pickle=False) as stored:
-            arrays = [stored[str(index)] for index in range(len(stored.files) - 1)]
-        if [tuple(a.shape) for a in arrays] != [tuple(v.shape) for v in variables]:
-            raise DualBackendError(f"{self.path} holds the variables of another model. Delete it to start over.")
-        for variable, array in zip(variables, arrays):
-            variable.assign(array)
-        self.model._initial_epoch = self.backup.record["epochs"]
-
-    def _save_model(self):
-        arrays = {str(index): np.asarray(variable) for index, variable in enumerate(self._variables())}
-        record = np.array(json.dumps(self.backup.record))
-        atomic_write(self.path, lambda temporary: np.savez(temporary, record=record, **arrays))
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.backup.keep_epoch():
-            super().on_epoch_end(epoch, logs)
-
-    def on_train_end(self, logs=None):
-        self.model._initial_epoch = None  # Keras leaves it set, and a later fit would start there too
-        if self.backup.delete_at_end():
-            super().on_train_end(logs)
-
-
-def keras_callback(callback):
-    """The front end's ``TensorBoard`` / ``ModelCheckpoint`` / ``EarlyStopping`` / ``TerminateOnNaN`` /
-    ``BackupAndRestore`` as Keras' own."""
-    if isinstance(callback, TerminateOnNaN):
-        return tf.keras.callbacks.TerminateOnNaN()
-    if isinstance(callback, BackupAndRestore):
-        return KerasBackupAndRestore(callback)
-    if isinstance(callback, TensorBoard):
-        return tf.keras.callbacks.TensorBoard(callback.log_dir)
-    if isinstance(callback, ModelCheckpoint):
-        Path(callback.filepath).parent.mkdir(parents=True, exist_ok=True)
-        return tf.keras.callbacks.ModelCheckpoint(callback.filepath, monitor=callback.monitor,
-                                                  save_best_only=callback.save_best_only)
-    if isinstance(callback, EarlyStopping):
-        return tf.keras.callbacks.EarlyStopping(monitor=callback.monitor, patience=callback.patience,
-                                                min_delta=callback.min_delta)
-    raise DualBackendError(f"No Keras counterpart for {type(callback).__name__}.")
-
-
 class KerasModel(Model):
     backend = "keras"
 
@@ -295,7 +91,8 @@ class KerasModel(Model):
     def _is_optimizer(self, optimizer) -> bool:
         return isinstance(optimizer, tf.keras.optimizers.Optimizer)
 
-    def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch, framework,
+    def _fit(self, x, y, epochs, batch_size, validation_data, callbacks, batch_orders, steps_per_epoch,
+             framework_callbacks,
              initial_epoch=0, sample_weight=None, validation_batch_size=None):
         adapter = keras_callbacks(callbacks, self)
         checks = CheckedPipeline(self)
@@ -303,16 +100,17 @@ class KerasModel(Model):
             x = checks(x)
         if self._is_pipeline(validation_data):
             validation_data = checks(validation_data, "the validation pipeline")
-        if isinstance(shuffle, list):  # the front end's permutations, one per epoch from initial_epoch
-            steps_per_epoch = min(steps_per_epoch or len(x), -(-len(x) // batch_size))
-            x, y, shuffle = OrderedBatches(x, y, batch_size, shuffle, steps_per_epoch, sample_weight), None, False
+        if isinstance(batch_orders, list):  # the front end's permutations, one per epoch from initial_epoch
+            steps_per_epoch = min(steps_per_epoch or len(x), batches_in(len(x), batch_size))
+            x, y = OrderedBatches(x, y, batch_size, batch_orders, steps_per_epoch, sample_weight), None
+            batch_orders = False
             sample_weight = None
         pipeline = self._is_pipeline(x) or isinstance(x, OrderedBatches)
         with checks.reraise():
             history = self.keras_model.fit(x, y, epochs=epochs, batch_size=None if pipeline else batch_size,
                                            validation_data=validation_data, steps_per_epoch=steps_per_epoch,
-                                           callbacks=[adapter, *map(keras_callback, framework)], verbose=0,
-                                           shuffle=shuffle and not pipeline,  # a Dataset shuffles itself
+                                           callbacks=[adapter, *map(keras_callback, framework_callbacks)], verbose=0,
+                                           shuffle=batch_orders and not pipeline,  # a Dataset shuffles itself
                                            initial_epoch=initial_epoch, sample_weight=sample_weight,
                                            validation_batch_size=validation_batch_size)
         keys = [*self.log_keys, *(f"val_{key}" for key in self.log_keys)]
@@ -384,8 +182,7 @@ def mirrored_strategy(devices: int, device: str):
     """``tf.distribute.MirroredStrategy`` over ``devices`` GPUs, or logical CPUs on the CPU."""
     if device == "gpu":
         gpus = tf.config.list_logical_devices("GPU")
-        if len(gpus) < devices:
-            raise DualBackendError(f"--devices {devices} asks for {devices} GPUs; TensorFlow sees {len(gpus)}.")
+        require_gpus(devices, len(gpus), "TensorFlow")
         return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus[:devices]])
     cpu = tf.config.list_physical_devices("CPU")[0]
     try:

@@ -134,7 +134,7 @@ def test_a_repeated_loader_is_read_on_across_epochs_pass_after_pass():
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from torch_impl.backend import Repeat
+    from torch_impl.batches import Repeat
 
     loader = DataLoader(TensorDataset(torch.arange(10)), batch_size=4, shuffle=True,
                         generator=torch.Generator().manual_seed(0))
@@ -152,17 +152,17 @@ def test_a_repeated_loader_under_ddp_gives_each_process_its_share_of_every_batch
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from torch_impl import backend
+    from torch_impl import batches
 
     def epochs():
         loader = DataLoader(TensorDataset(torch.arange(10)), batch_size=4, shuffle=True,
                             generator=torch.Generator().manual_seed(0))
-        return backend.Repeat(loader).epochs_of(3)
+        return batches.Repeat(loader).epochs_of(3)
 
     whole = [batch for (batch,) in epochs()]
     shares = []
     for rank in (0, 1):
-        monkeypatch.setattr(backend, "data_parallel_world", lambda rank=rank: (2, rank))
+        monkeypatch.setattr(batches, "data_parallel_world", lambda rank=rank: (2, rank))
         shares.append([batch for (batch,) in epochs()])
     assert [len(b) for b in shares[0]] == [2, 2, 1] and [len(b) for b in shares[1]] == [2, 2, 1]
     for batch, first, second in zip(whole, *shares):

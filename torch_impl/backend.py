@@ -9,31 +9,26 @@ tensors already on the target device, reshuffled every epoch as Keras does.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import pickle
 import re
-import shutil
 import signal
 import threading
 import warnings
-from collections import defaultdict
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.fabric.plugins import TorchCheckpointIO
 
-from dual_backend.callbacks import (BATCH_HOOKS, BackupAndRestore, EarlyStopping, ModelCheckpoint, TensorBoard,
-                                    TerminateOnNaN)
-from dual_backend import validation
+from dual_backend.callbacks import ModelCheckpoint
 from dual_backend.environments import cuda_libraries_advice
 from dual_backend.errors import DualBackendError, refused_code
 from dual_backend.interrupts import atomic_write
-from dual_backend.model import Model, order_logs
+from dual_backend.model import Model, require_gpus
 from torch_impl import process
-from torch_impl.fast.chunks import StepChunk
+from torch_impl.batches import CheckedBatches, Repeat, StreamEpochs, TensorBatches
+from torch_impl.callbacks import AtomicCheckpointIO, KerasCallbacks, backup_to_resume, lightning_counterparts
 
 
 def select_device(device: str) -> str:
@@ -71,326 +66,6 @@ def set_floatx(name: str) -> None:
     torch.set_default_dtype(getattr(torch, name))
 
 
-class TensorBatches:
-    """Batches sliced from whole tensors, in a new random order every epoch.
-
-    What a ``DataLoader`` over a ``TensorDataset`` yields, without indexing and
-    collating one sample at a time: the data are already on the device.
-
-    With ``steps_per_chunk`` > 1 it hands Lightning a :class:`StepChunk` of that
-    many consecutive batches at a time, and the module takes one optimizer step
-    per batch of the chunk (``Sequential.training_step``).  The batches, their
-    order and the updates are the same as one at a time; what changes is that
-    Lightning's per-batch machinery (hooks, progress tracking, optimizer
-    wrappers: a large share of a small model's step, docs/speed.md) runs once per chunk.
-    ``steps`` limits an epoch to its first batches (Keras' ``steps_per_epoch``).
-
-    Under DDP every process walks the same permutation (rank 0 draws it and
-    broadcasts it) and takes its share of each batch: ``batch_size`` stays the
-    global batch, as in Keras' MirroredStrategy.
-    """
-
-    def __init__(self, *tensors, batch_size: int, shuffle, steps: int | None = None, steps_per_chunk: int = 1):
-        self.tensors, self.batch_size, self.shuffle = tensors, batch_size, shuffle
-        self.size, self.epoch = len(tensors[0]), 0
-        self.steps = min(steps or np.inf, -(-self.size // batch_size))
-        self.steps_per_chunk = steps_per_chunk
-
-    def __len__(self):
-        return -(-self.steps // self.steps_per_chunk)
-
-    def batches(self):
-        for rows in self.rows():
-            yield tuple(t[rows] for t in self.tensors)
-
-    def rows(self):
-        """Each step's rows of the tensors: an index tensor, or a slice when unshuffled."""
-        device = self.tensors[0].device
-        if isinstance(self.shuffle, list):  # the front end's permutations, one per epoch
-            order = torch.as_tensor(self.shuffle[min(self.epoch, len(self.shuffle) - 1)], device=device)
-            self.epoch += 1
-        else:
-            order = torch.randperm(self.size, device=device) if self.shuffle else None
-        world, rank = data_parallel_world()
-        if world > 1 and self.shuffle:
-            order = order if order is not None else torch.arange(self.size, device=device)
-            torch.distributed.broadcast(order, src=0)
-        for start in range(0, self.steps * self.batch_size, self.batch_size):
-            if order is None:
-                yield slice(start, start + self.batch_size)
-                continue
-            index = order[start:start + self.batch_size]
-            yield index.tensor_split(world)[rank] if world > 1 else index
-
-    def __iter__(self):
-        if self.steps_per_chunk == 1:
-            yield from self.batches()
-            return
-        chunk = []
-        for step, rows in enumerate(self.rows()):
-            chunk.append(rows)
-            if len(chunk) == self.steps_per_chunk or step == self.steps - 1:
-                yield StepChunk(self.tensors, chunk, last_step=step)
-                chunk = []
-
-
-class Repeat:
-    """``tf.data.Dataset.repeat()`` for a ``DataLoader``: its batches pass after pass without end,
-    each pass shuffled anew and ending on its short last batch.
-
-    ``fit(..., steps_per_epoch=N)`` reads it on from epoch to epoch (``epochs_of``),
-    as Keras does with keras_ref's repeated tf.data pipeline and the course's
-    ImageDataGenerator: horse_or_human's 1,027 pictures in batches of 128 make
-    passes of eight full batches and one of three, and an epoch of 8 steps
-    takes the stream's next eight.  (Starting the loader afresh every epoch
-    would skip the short batch and begin every epoch on a new shuffle.)
-    """
-
-    def __init__(self, loader):
-        self.loader = loader
-
-    def __iter__(self):
-        while True:
-            yield from self.loader
-
-    def epochs_of(self, steps: int) -> "StreamEpochs":
-        return StreamEpochs(self, steps)
-
-
-class StreamEpochs:
-    """A stream's next ``steps`` batches at each ``iter()``: the epochs of one fit.  Its length
-    tells Lightning where an epoch ends, so that no batch is fetched ahead and dropped.
-
-    Under DDP each process takes its share of every batch (the batch size is global, as in
-    Keras' MirroredStrategy); the processes walk the same stream when the pipeline is seeded
-    (``run --seed N``), else each takes its share of its own shuffle."""
-
-    def __init__(self, stream, steps: int):
-        self.stream, self.steps, self.batches = stream, steps, None
-
-    def __len__(self):
-        return self.steps
-
-    def __iter__(self):
-        if self.batches is None:
-            self.batches = iter(self.stream)
-        world, rank = data_parallel_world()
-        for _ in range(self.steps):
-            batch = next(self.batches)
-            yield tuple(t.tensor_split(world)[rank] for t in batch) if world > 1 else batch
-
-
-class CheckedBatches:
-    """A pipeline's batches, each given the front end's checks as it streams
-    (``validation.check_batch``: shapes, dtypes, NaN, label range and form), and its labels then in
-    the dtype the loss takes, as the arrays' are (``validation.as_targets``).
-
-    Images are checked in Keras' layout, (N, height, width, channels): a convolutional
-    model's pipeline yields torch's (N, channels, height, width), seen through a transposed view.
-    Batches are counted from 0 at each ``iter()``: each epoch for a loader, across
-    epochs for a :class:`Repeat` (one stream), as a ``tf.data`` pipeline counts them on keras."""
-
-    def __init__(self, batches, front: "TorchModel", pipeline: str = "the data pipeline"):
-        self.batches, self.front, self.pipeline = batches, front, pipeline
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __iter__(self):
-        front = self.front
-        sparse = front.loss == "sparse_categorical_crossentropy"
-        for index, batch in enumerate(self.batches):
-            tensors = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
-            arrays = [t.detach().cpu().numpy() for t in tensors]
-            if front.module.channels_first and arrays[0].ndim == 4:
-                arrays[0] = arrays[0].transpose(0, 2, 3, 1)
-            validation.check_batch(index, tuple(arrays), front.input_shape[1:], front.loss, front.output_shape,
-                                   self.pipeline)
-            if len(tensors) > 1 and front.loss is not None:
-                labels = tensors[1]
-                wanted = torch.int64 if sparse else torch.get_default_dtype()
-                tensors = (tensors[0], labels if labels.dtype == wanted else labels.to(wanted), *tensors[2:])
-            yield tensors
-
-
-def data_parallel_world() -> tuple[int, int]:
-    """``(processes, this one's rank)`` of a DDP fit; ``(1, 0)`` otherwise."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size(), torch.distributed.get_rank()
-    return 1, 0
-
-
-
-
-class KerasCallbacks(L.Callback):
-    """Runs the front end's Keras-style callbacks from Lightning's hooks and records the History.
-
-    Lightning's validation inside ``fit``, its ``validate`` and its ``predict``
-    call Keras' ``on_test_*`` and ``on_predict_*`` hooks; Lightning counts epochs
-    from 0, Keras from ``initial_epoch``.  The batch hooks run only when a
-    callback overrides them (reading the running means is a host synchronisation).
-    """
-
-    def __init__(self, callbacks, front: "TorchModel", initial_epoch: int = 0):
-        self.callbacks, self.front, self.initial_epoch = callbacks, front, initial_epoch
-        self.wanted = {hook for hook in BATCH_HOOKS if callbacks.wants(hook)}
-        self.history: dict[str, list[float]] = defaultdict(list)
-        self.last_logs: dict = {}
-
-    def _ordered(self, means, prefix: str = "") -> dict:
-        return order_logs(means.compute(prefix), [f"{prefix}{key}" for key in self.front.log_keys])
-
-    def on_train_start(self, trainer, module):
-        if trainer.global_rank > 0:  # data-parallel: the other processes train and decide, rank 0 reports
-            self.callbacks.callbacks = [c for c in self.callbacks.callbacks if not c.chief_only]
-        self.callbacks.on_train_begin({})
-
-    def on_train_epoch_start(self, trainer, module):
-        self.callbacks.on_epoch_begin(self.initial_epoch + trainer.current_epoch, {})
-
-    @staticmethod
-    def _first_step(batch, batch_idx) -> int:
-        return batch.last_step - len(batch) + 1 if isinstance(batch, StepChunk) else batch_idx
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if "on_train_batch_begin" in self.wanted:
-            self.callbacks.on_train_batch_begin(self._first_step(batch, batch_idx), {})
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if "on_train_batch_end" in self.wanted:
-            step = batch.last_step if isinstance(batch, StepChunk) else batch_idx
-            self.callbacks.on_train_batch_end(step, self._ordered(module.train_means))
-
-    def on_train_epoch_end(self, trainer, module):
-        # Lightning has already run this epoch's validation when this hook fires.
-        logs = {**module.train_means.compute(across_processes=True), **module.val_means.compute("val_")}
-        logs = order_logs(logs, self.front.log_keys)
-        module.log_dict({k: v for k, v in logs.items() if not k.startswith("val_")})  # val_: by the module
-        for key, value in logs.items():
-            self.history[key].append(value)
-        self.last_logs = logs
-        self.callbacks.on_epoch_end(self.initial_epoch + trainer.current_epoch, logs)
-        if self.front.stop_training:
-            trainer.should_stop = True
-
-    def on_train_end(self, trainer, module):
-        self.callbacks.on_train_end(dict(self.last_logs))
-
-    def on_validation_start(self, trainer, module):
-        self.callbacks.on_test_begin({})
-
-    def on_validation_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0):
-        if "on_test_batch_begin" in self.wanted:
-            self.callbacks.on_test_batch_begin(batch_idx, {})
-
-    def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
-        if "on_test_batch_end" in self.wanted:
-            self.callbacks.on_test_batch_end(batch_idx, self._ordered(module.val_means))
-
-    def on_validation_end(self, trainer, module):
-        self.callbacks.on_test_end(self._ordered(module.val_means))
-
-    def on_predict_start(self, trainer, module):
-        self.callbacks.on_predict_begin({})
-
-    def on_predict_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0):
-        if "on_predict_batch_begin" in self.wanted:
-            self.callbacks.on_predict_batch_begin(batch_idx, {})
-
-    def on_predict_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
-        if "on_predict_batch_end" in self.wanted:
-            self.callbacks.on_predict_batch_end(batch_idx, {"outputs": outputs.detach().cpu().numpy()})
-
-    def on_predict_end(self, trainer, module):
-        self.callbacks.on_predict_end({})
-
-
-class LightningTerminateOnNaN(L.Callback):
-    """Keras' ``TerminateOnNaN``, which Lightning lacks: stop when a batch's loss is NaN or infinite,
-    with Keras' words.
-
-    It reads the epoch's running loss sum (a NaN or infinite loss stays in it) once per
-    Lightning batch: every step when steps go one at a time, once per chunk of 32 on the
-    fast path (``TensorBatches``), so that the steps between need no host synchronisation;
-    training then stops at the end of the chunk holding the bad step."""
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if not module.train_means.seen or math.isfinite(float(module.train_means.loss_sum)):
-            return
-        step = batch_idx
-        if isinstance(batch, StepChunk):  # Keras names the first bad step: find it in the chunk
-            finite = torch.isfinite(torch.stack(module.chunk_losses))
-            step = batch.last_step - len(batch) + 1 + int((~finite).nonzero()[0, 0])
-        print(f"Batch {step}: Invalid loss, terminating training")
-        trainer.should_stop = True
-
-
-def random_state() -> dict:
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
-
-
-def set_random_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-class LightningBackupAndRestore(L.Callback):
-    """The torch half of the front end's ``BackupAndRestore``: Lightning's own checkpoint of the whole
-    training state (weights, optimizer, loop counters, callbacks' states) after every finished
-    epoch, which ``trainer.fit(ckpt_path=...)`` continues from.
-
-    It adds what Lightning leaves out: the random generators' states, so that
-    the next epoch's batch order and dropout masks are those an uninterrupted
-    run would draw, and the front end's record (epochs done, History so far).
-    (Lightning's ``ModelCheckpoint(save_last=True)`` would also back up the
-    epoch whose loss went NaN.)
-    """
-
-    def __init__(self, backup: BackupAndRestore):
-        self.backup = backup
-
-    def on_train_epoch_end(self, trainer, module):
-        if self.backup.keep_epoch():
-            trainer.save_checkpoint(self.backup.path("torch"))  # whole or not at all: AtomicCheckpointIO
-
-    def on_save_checkpoint(self, trainer, module, checkpoint):
-        checkpoint["dual_backend"] = {"record": self.backup.record, "random_state": random_state()}
-
-    def on_load_checkpoint(self, trainer, module, checkpoint):
-        set_random_state(checkpoint["dual_backend"]["random_state"])
-
-    def on_train_end(self, trainer, module):
-        if self.backup.delete_at_end():
-            shutil.rmtree(self.backup.backup_dir, ignore_errors=True)
-
-
-def backup_to_resume(framework) -> str | None:
-    """The backup ``trainer.fit`` continues from, when the front end's ``BackupAndRestore`` found one."""
-    for callback in framework:
-        if isinstance(callback, BackupAndRestore) and callback.path("torch").exists():
-            return str(callback.path("torch"))
-    return None
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint files, written whole or not at all and read without running code.
-
-    Lightning stages a checkpoint in the system's temporary folder and moves it
-    into place, which is a copy, not an atomic rename, when that folder is on
-    another file system; here it is written beside its final name and renamed.
-    Reading always passes ``weights_only=True``: tensors and plain values only,
-    where an unrestricted unpickle would run whatever code the file holds.
-    """
-
-    def save_checkpoint(self, checkpoint, path, storage_options=None):
-        atomic_write(path, lambda temporary: torch.save(checkpoint, temporary))
-
-    def load_checkpoint(self, path, map_location=lambda storage, loc: storage, weights_only=None):
-        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
-
-
 @contextlib.contextmanager
 def interrupts_as_in_keras():
     """Ctrl-C during a Trainer's ``fit`` (or ``validate``, ``predict``) raises ``KeyboardInterrupt``, as it
@@ -413,35 +88,6 @@ def interrupts_as_in_keras():
     finally:
         if main:
             signal.signal(signal.SIGINT, handler)
-
-
-def lightning_counterparts(framework) -> tuple:
-    """The front end's ``TensorBoard`` / ``ModelCheckpoint`` / ``EarlyStopping`` / ``TerminateOnNaN`` /
-    ``BackupAndRestore`` as Lightning's logger and callbacks, set to Keras' semantics."""
-    from lightning.pytorch import callbacks as lightning_callbacks
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    logger, chosen = False, []
-    for callback in framework:
-        if isinstance(callback, TensorBoard):
-            logger = TensorBoardLogger(save_dir=callback.log_dir, name="", version="")
-        elif isinstance(callback, ModelCheckpoint):
-            path = Path(callback.filepath)
-            # Keras' save_best_only keeps one file, overwritten on each improvement.
-            chosen.append(lightning_callbacks.ModelCheckpoint(
-                dirpath=path.parent, filename=path.stem, monitor=callback.monitor if callback.save_best_only else None,
-                mode="min", save_top_k=1, enable_version_counter=False,
-                auto_insert_metric_name=False))
-        elif isinstance(callback, EarlyStopping):
-            chosen.append(lightning_callbacks.EarlyStopping(
-                monitor=callback.monitor, mode="min", patience=callback.patience, min_delta=callback.min_delta))
-        elif isinstance(callback, TerminateOnNaN):
-            chosen.append(LightningTerminateOnNaN())
-        elif isinstance(callback, BackupAndRestore):
-            chosen.append(LightningBackupAndRestore(callback))
-        else:
-            raise DualBackendError(f"No Lightning counterpart for {type(callback).__name__}.")
-    return logger, chosen
 
 
 class TorchModel(Model):
@@ -475,9 +121,8 @@ class TorchModel(Model):
         (``dual_backend.run`` returns at once in them)."""
         if self.devices == 1:
             return {}
-        if self.device == "gpu" and torch.cuda.device_count() < self.devices:
-            raise DualBackendError(f"--devices {self.devices} asks for {self.devices} GPUs; "
-                                   f"torch sees {torch.cuda.device_count()}.")
+        if self.device == "gpu":
+            require_gpus(self.devices, torch.cuda.device_count(), "torch")
         return {"devices": self.devices, "strategy": "ddp"}
 
     def _is_pipeline(self, x) -> bool:
@@ -496,12 +141,12 @@ class TorchModel(Model):
         return self.module.in_memory_format(x.permute(0, 3, 1, 2)) if self.module.channels_first and x.dim() == 4 \
             else x
 
-    def _batches(self, x, y=None, batch_size=32, shuffle=False, sample_weight=None, **chunking):
+    def _batches(self, x, y=None, batch_size=32, batch_orders=False, sample_weight=None, **chunking):
         """The arrays as :class:`TensorBatches` of ``(x, y)``, or ``(x, y, sample_weight)``."""
         tensors = [self._inputs(x)] + ([] if y is None else self._tensors(y))
         if sample_weight is not None:
             tensors += self._tensors(sample_weight)
-        return TensorBatches(*tensors, batch_size=batch_size, shuffle=shuffle, **chunking)
+        return TensorBatches(*tensors, batch_size=batch_size, batch_orders=batch_orders, **chunking)
 
     @property
     def threads(self) -> int | None:
@@ -527,17 +172,18 @@ class TorchModel(Model):
         with self._computing():
             return self._fit_here(*args, **settings)
 
-    def _fit_here(self, x, y, epochs, batch_size, validation_data, callbacks, shuffle, steps_per_epoch, framework,
+    def _fit_here(self, x, y, epochs, batch_size, validation_data, callbacks, batch_orders, steps_per_epoch,
+                  framework_callbacks,
                   initial_epoch=0, sample_weight=None, validation_batch_size=None):
         if self.devices > 1 and batch_size % self.devices:
             raise DualBackendError(f"batch_size {batch_size} does not split evenly over {self.devices} devices: "
                                    f"choose a multiple of {self.devices}.")
         adapter = KerasCallbacks(callbacks, self, initial_epoch)
-        logger, lightning_callbacks = lightning_counterparts(framework)
+        logger, lightning_callbacks = lightning_counterparts(framework_callbacks)
         trainer = self._trainer(**self._scale_out(), max_epochs=max(epochs - initial_epoch, 0),
                                 callbacks=[adapter, *lightning_callbacks], logger=logger,
                                 log_every_n_steps=1,  # only epoch logs are written; silences a warning
-                                enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in framework),
+                                enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in framework_callbacks),
                                 limit_train_batches=(steps_per_epoch or 1.0) if self._is_pipeline(x) else 1.0,
                                 limit_val_batches=1.0 if validation_data is not None else 0)
         # A callback that must see every batch gets Lightning's batches one step each; so does DDP,
@@ -548,7 +194,7 @@ class TorchModel(Model):
         elif self._is_pipeline(x):
             train = CheckedBatches(x, self)
         else:
-            train = self._batches(x, y, batch_size, shuffle, steps=steps_per_epoch, steps_per_chunk=chunk,
+            train = self._batches(x, y, batch_size, batch_orders, steps=steps_per_epoch, steps_per_chunk=chunk,
                                   sample_weight=sample_weight)
         val = validation_data
         if self._is_pipeline(validation_data):
@@ -558,7 +204,7 @@ class TorchModel(Model):
         self.module.val_means.reset()
         if epochs > initial_epoch:  # Keras trains nothing from an initial_epoch at or past epochs
             trainer.fit(self.module, train_dataloaders=train, val_dataloaders=val,
-                        ckpt_path=backup_to_resume(framework), weights_only=True)
+                        ckpt_path=backup_to_resume(framework_callbacks), weights_only=True)
         self.rank = trainer.global_rank
         return dict(adapter.history)
 

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from dual_backend.images import check_image_folder
-from torch_impl.backend import Repeat
+from torch_impl.batches import Repeat
 from torch_impl.keras import Conv2D, Dense, Flatten, Input, MaxPooling2D, RMSprop, Sequential
 
 IMAGE_SIZE = (300, 300)

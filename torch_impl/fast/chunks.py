@@ -1,6 +1,6 @@
 """Chunked steps: several Keras steps in one Lightning batch.
 
-``TensorBatches`` (torch_impl/backend.py) hands Lightning a ``StepChunk`` of
+``TensorBatches`` (torch_impl/batches.py) hands Lightning a ``StepChunk`` of
 consecutive batches, and ``Sequential.training_step`` takes one optimizer
 step per batch of it (``train_chunk``).  The batches, their order and the
 updates are those of one batch at a time; Lightning's per-batch machinery

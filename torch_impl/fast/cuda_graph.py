@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import torch
 
 from torch_impl.keras import layers, optimizers
+
+if TYPE_CHECKING:  # Sequential imports this module
+    from torch_impl.keras.sequential import Sequential
 
 
 class StepGraph:
