@@ -134,6 +134,7 @@ def run(recipe: Recipe, backend: str, out: str | Path | None = None, options: di
         raise DualBackendError(f"Unknown backend {backend!r}. Valid backends: {', '.join(dual_backend.BACKENDS)}.")
     if device not in DEVICES:
         raise DualBackendError(f"Unknown device {device!r}. Valid devices: {', '.join(DEVICES)}.")
+    dual_backend.backend_package(backend)  # its framework started as the backend starts it (process settings)
     program = importlib.import_module(f"{dual_backend.BACKENDS[backend]}.convolution")
     image = data.load_ascent()
 
