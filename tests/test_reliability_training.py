@@ -379,7 +379,8 @@ def test_a_saved_and_loaded_model_predicts_exactly_the_same(backend, images, tmp
     model.save(tmp_path / MODEL_FILE[backend])
     loaded = dual_backend.load_model(tmp_path / MODEL_FILE[backend], device="cpu")
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
-    assert (loaded.lesson, loaded.options["hidden_units"]) == ("fashion_mlp", 16)
+    assert (loaded.lesson, loaded.variant, loaded.options["hidden_units"]) == ("fashion_mlp", model.variant, 16)
+    assert loaded.count_params() == model.count_params()
 
 
 def test_loading_a_model_file_that_would_run_code_is_refused(backend, tmp_path):
