@@ -30,7 +30,7 @@ keras_sees_a_gpu=no
 echo "keras environment ($KERAS_PYTHON): TensorFlow sees a GPU: $keras_sees_a_gpu" | tee -a "$out/environment.txt"
 if [ "$KERAS_PYTHON" != "$PYTHON" ]; then
   # The keras environment has no torch: its share of the GPU tests is the keras backend's quick runs.
-  "$KERAS_PYTHON" -m pytest -m gpu -q -rs -p no:cacheprovider tests/test_training.py 2>&1 \
+  "$KERAS_PYTHON" -m pytest -m gpu -q -rs -p no:cacheprovider tests/lessons/test_training.py 2>&1 \
     | tee "$out/gpu_tests_keras.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 fi

@@ -6,7 +6,7 @@
 - ``process.py``: what the backend sets in its process, and when;
 - ``backend.py``: the backend behind the front end (``dual_backend.build(..., backend="torch")``).
 
-Importing any of them changes nothing in the process (tests/test_torch_process.py), with one
+Importing any of them changes nothing in the process (tests/torch_impl/test_process.py), with one
 exception: in a process that already holds TensorFlow, Triton is kept out, since loading it
 there would crash the process (``process.keep_triton_out_after_tensorflow``).
 """

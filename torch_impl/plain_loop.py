@@ -8,7 +8,7 @@ gradients off.  The model, its optimizer and its loss are the port's own
 (``torch_impl/<lesson>.py``), so the numbers are the torch backend's.
 
 ``dual-backend bench`` times this loop as its "plain-torch" system, the floor
-the Lightning backend is measured against; tests/test_bench.py checks it
+the Lightning backend is measured against; tests/front_end/test_bench.py checks it
 trains the backend's weights.
 
     module = build("fashion_mlp", input_shape=(28, 28))

@@ -51,7 +51,7 @@ def fused_update(group, params, grads, momentums, velocities, alpha):
     the CPU.  It is called directly rather than through ``torch.optim.adam.adam(fused=True)``,
     whose grouping of tensors and per-weight step counters cost more than the update (the kernel
     only reads the step, so one tensor holding ``t`` serves every weight).  The same formula,
-    another rounding: tests/test_parity.py holds it to Keras' rule in float64, and fails if the
+    another rounding: tests/front_end/test_parity.py holds it to Keras' rule in float64, and fails if the
     kernel's signature changes."""
     beta_1, beta_2, t = group["beta_1"], group["beta_2"], group["iterations"]
     # The kernel's (1 − β) are Keras' (Python floats); α carries Keras' float32-rounded betas.

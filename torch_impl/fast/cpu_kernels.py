@@ -1,7 +1,7 @@
 """CPU kernel substitutes: the same outputs and gradients as torch's own ops, bit for bit, faster.
 
 Each is chosen by one predicate and checked against the plain op by
-tests/test_parity.py (outputs and gradients, ties included).  The reasons are
+tests/front_end/test_parity.py (outputs and gradients, ties included).  The reasons are
 in each docstring; the timings in docs/speed.md.
 """
 
@@ -33,7 +33,7 @@ class _ContiguousMaxPool(torch.autograd.Function):
     its channels-last one (docs/speed.md).  A maximum is exact, so the
     forward pass pools a channels-last copy; the backward pass is torch's own
     NCHW max-pool backward with the indices found (the same: both kernels
-    keep the first maximum of a window).  tests/test_parity.py checks outputs
+    keep the first maximum of a window).  tests/front_end/test_parity.py checks outputs
     and gradients are bit-identical, ties included."""
 
     @staticmethod
@@ -94,7 +94,7 @@ class _OneDNNConvPool(torch.autograd.Function):
     in its workspace, and its backward pass hands the blocked gradient to
     torch's own ``convolution_backward``.  Same kernels, same sums: outputs
     and every gradient are bit-for-bit those of ``pool(conv(x))``
-    (tests/test_parity.py, every lesson's convolution, ties included), with
+    (tests/front_end/test_parity.py, every lesson's convolution, ties included), with
     the reorders saved (docs/speed.md).  fashion_cnn's own batches are
     channels-last to torch and do not come here.  (A NaN is where the two
     differ: oneDNN's maximum skips it, torch's keeps it; the loss is NaN

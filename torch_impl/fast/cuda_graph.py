@@ -19,7 +19,7 @@ class StepGraph:
     A small model's step is some forty small kernels, each much shorter than its
     dispatch from Python: the GPU waits on the host (docs/speed.md).  A graph
     replays the same kernels, in the same order, on the same memory, with one
-    call: the same math, bit for bit, as the op-by-op step (tests/test_gpu.py).
+    call: the same math, bit for bit, as the op-by-op step (tests/torch_impl/test_gpu.py).
 
     The step gathers its batch from the data tensors on the device by an index
     (``StepChunk``), so a replay needs one copy: the batch's rows into the

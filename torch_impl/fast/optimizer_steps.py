@@ -4,7 +4,7 @@
 and ``zero_grad`` whether or not anyone records, two dispatched ops each, a
 noticeable share of a small model's step (docs/speed.md).  With a profiler
 on, or any step hook registered (torch's global ones or this optimizer's),
-``step`` goes through torch's own wrapper; tests/test_parity.py checks both
+``step`` goes through torch's own wrapper; tests/front_end/test_parity.py checks both
 ways step alike.
 """
 

@@ -3,7 +3,7 @@
 The maximum of ReLUs is the ReLU of the maximum, exactly; the window's first
 maximum is the same element whenever it is positive, and the gradient is zero
 both ways when it is not, so outputs and gradients are bit-for-bit those of
-the layer-by-layer order (tests/test_parity.py).  The ReLU and its backward
+the layer-by-layer order (tests/front_end/test_parity.py).  The ReLU and its backward
 pass then touch a quarter of the values (docs/speed.md).
 ``Sequential.layer_outputs`` still goes layer by layer.
 """

@@ -50,7 +50,7 @@ def keras_step_size(lr, beta_1, beta_2, t, dtype):
     """Adam's ``lr·√(1−β2ᵗ)/(1−β1ᵗ)`` computed as Keras computes it: in the weights' dtype, with
     β1 and β2 rounded to float32 on the way (``ops.cast(0.999, dtype)`` goes through a float32
     tensor), so even in float64 β2 is 0.99900001287; with exact betas the first steps would
-    come out measurably longer than Keras' (tests/test_parity.py)."""
+    come out measurably longer than Keras' (tests/front_end/test_parity.py)."""
     real = np.float64 if dtype == torch.float64 else np.float32
     beta_1, beta_2, t = real(np.float32(beta_1)), real(np.float32(beta_2)), real(t)
     return real(lr) * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
@@ -66,7 +66,7 @@ class KerasAdam(KerasOptimizer):
     path computes the same formula (torch's fused CPU kernel, or one flat
     buffer on a GPU), ``torch_impl.fast.adam`` takes the step instead; each
     path is chosen by a named predicate and checked against this rule in
-    float64 by tests/test_parity.py.
+    float64 by tests/front_end/test_parity.py.
     """
 
     def __init__(self, params, lr=1e-3, beta_1=0.9, beta_2=0.999, eps=1e-7):

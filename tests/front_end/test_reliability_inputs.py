@@ -204,7 +204,7 @@ REFUSED = {
     "framework_callback": Refused(
         lambda b: build(b).fit(X, Y, callbacks=[ForeignCallback()], verbose=0),
         "callbacks must be dual_backend.Callback subclasses or dual_backend.TensorBoard, ModelCheckpoint, "
-        "EarlyStopping; got tests.test_reliability_inputs.ForeignCallback."),
+        "EarlyStopping; got tests.front_end.test_reliability_inputs.ForeignCallback."),
 }
 
 
@@ -260,7 +260,7 @@ def test_one_callback_not_in_a_list_is_taken_as_keras_takes_it(backend):
 
 # ---------------------------------------------------------------------------- data-set files
 
-from tests.test_data import copy_mnist, private_places  # noqa: E402,F401 - private_places is a fixture
+from tests.front_end.test_data import copy_mnist, private_places  # noqa: E402,F401 - private_places is a fixture
 
 
 @pytest.fixture

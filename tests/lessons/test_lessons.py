@@ -108,7 +108,7 @@ def test_tensorboard_writes_event_files(backend, standardized, tmp_path):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_keras_basics_callbacks_variant_writes_logs_and_the_best_checkpoint(backend):
-    from tests.test_training import quick_result
+    from tests.lessons.test_training import quick_result
 
     folder = quick_result("keras_basics", "callbacks", backend, "cpu")["folder"]
     assert list((folder / "logs").rglob("events.out.tfevents*"))

@@ -1,7 +1,7 @@
 """On a CUDA GPU (skipped without one): the torch backend's training step captured as a CUDA graph
 (``StepGraph``) is the op-by-op step, bit for bit, and a fit takes it.
 
-The accuracy ranges on the GPU, both backends, are in tests/test_training.py (``-m gpu``).
+The accuracy ranges on the GPU, both backends, are in tests/lessons/test_training.py (``-m gpu``).
 """
 
 import json

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TORCH_MODULES = ["torch_impl", "torch_impl.backend", "torch_impl.keras", "torch_impl.fast", "torch_impl.process",
                  "torch_impl.plain_loop", "torch_impl.convolution", "torch_impl.fashion_cnn", "torch_impl.fashion_mlp",
                  "torch_impl.hello_world", "torch_impl.horse_or_human", "torch_impl.keras_basics",
