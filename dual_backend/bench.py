@@ -142,10 +142,8 @@ def _measure_backend(backend, recipe, epochs, device, profile, seed, speedups) -
                          profile=profile, seed=seed, device=device, verbose=0, speedups=speedups,
                          callbacks=[timer])
     samples = _samples_per_epoch(recipe, profile)
-    value = metrics["final_training"].get(metrics["judged_by"]) if recipe.lesson.judge_training \
-        else metrics["test"].get(metrics["judged_by"])
-    return _result(backend, timer.seconds, timer.cpu_seconds, samples, metrics["judged_by"], value,
-                   metrics["device"])
+    return _result(backend, timer.seconds, timer.cpu_seconds, samples, metrics["judged_by"],
+                   metrics["judged_value"], metrics["device"])
 
 
 def _samples_per_epoch(recipe, profile) -> int:

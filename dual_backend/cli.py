@@ -167,6 +167,8 @@ def _check_names(args, top: argparse.ArgumentParser) -> None:
 
 def _judged_value(result: dict) -> float:
     """The number the lesson is judged by: a test metric, or (horse_or_human) the last training epoch's."""
+    if "judged_value" in result:  # metrics.json files written before it was recorded have not
+        return result["judged_value"]
     source = result["final_training"] if result["judged_on"] == "training" else result["test"]
     return source[result["judged_by"]]
 

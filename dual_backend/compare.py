@@ -161,6 +161,8 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
 
 
 def judged(metrics: dict) -> float:
+    if "judged_value" in metrics:  # metrics.json files written before it was recorded have not
+        return metrics["judged_value"]
     source = metrics["final_training"] if metrics.get("judged_on") == "training" else metrics["test"]
     return source[metrics["judged_by"]]
 

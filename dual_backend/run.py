@@ -95,13 +95,16 @@ def score(recipe: Recipe, model, prepared: Prepared) -> dict:
     return test
 
 
-def headline(recipe: Recipe, test: dict, history: dict) -> tuple[str, float]:
-    """The number a lesson is judged by: test accuracy, hello_world's prediction, or for
-    horse_or_human (whose point is overfitting) the last epoch's training accuracy."""
-    key = recipe.lesson.metric or "prediction"
-    if recipe.lesson.judge_training:
-        return key, history[key][-1]
-    return key, test[key]
+def headline(recipe: Recipe, profile: str, test: dict, history: dict) -> float:
+    """The number a run is judged by (``recipe.judged_by(profile)``): test accuracy, hello_world's
+    prediction, for horse_or_human (whose point is overfitting) the last epoch's training value,
+    or for a quick run too short to leave chance the test loss or how far the training loss fell."""
+    key = recipe.judged_by(profile)
+    if key == lessons.LOSS_DROP:
+        return history["loss"][0] - history["loss"][-1]
+    if recipe.judged_on(profile) == "training":
+        return history[key][-1]
+    return test[key]
 
 
 def peak_memory_mb(backend: str, device: str) -> dict:
@@ -226,14 +229,14 @@ def run_lesson(lesson: str, backend: str, variant: str | None = None, epochs: in
         test = dict(zip(model.log_keys, _as_list(model.evaluate(test_set))))
     else:
         test = score(recipe, model, prepared)
-    key, value = headline(recipe, test, history.history)
+    value = headline(recipe, profile, test, history.history)
     predictions = show_predictions(recipe, model, prepared, verbose)
     expected = recipe.expected(profile)
     metrics = {
         **settings, "epochs_run": len(history.epoch), "params": model.count_params(),
         "seconds_per_epoch": history.seconds_per_epoch, "test": test,
         "final_training": {k: v[-1] for k, v in history.history.items()} if history.epoch else {},
-        "judged_by": key, "judged_on": "training" if recipe.lesson.judge_training else "test",
+        "judged_by": recipe.judged_by(profile), "judged_on": recipe.judged_on(profile), "judged_value": value,
         "expected": [expected.low, expected.high], "inside_expected": value in expected,
         "versions": versions(backend), "hardware": hardware(), "peak_memory_mb": peak_memory_mb(backend, model.device),
     }
