@@ -80,7 +80,7 @@ def test_verdicts_follow_the_spec_and_flag_an_out_of_range_result(report, tmp_pa
     shutil.copytree(source, tmp_path / "runs")
     metrics_file = tmp_path / "runs" / "fashion_mlp-default" / "seed0" / "torch" / "metrics.json"
     metrics = json.loads(metrics_file.read_text())
-    metrics["test"]["accuracy"] = 0.10  # fabricated: far below the quick range
+    metrics["test"]["accuracy"] = metrics["judged_value"] = 0.10  # fabricated: far below the quick range
     metrics_file.write_text(json.dumps(metrics))
     (section,) = compare.compare("fashion_mlp", "default", seeds=2, profile="quick", device="cpu", out=tmp_path,
                                  epochs=1)  # completed runs are reused, nothing is retrained
