@@ -404,7 +404,7 @@ _register(Lesson(
     # Quick: 1 epoch of 2 steps of 128 images: enough to see the pipelines and the model
     # work, not to learn: 4 steps (the quick profile before) ended at training accuracy
     # 0.53, 0.51 (torch, seeds 0-1), 0.50 with shuffled labels, and an untrained model's
-    # batches score 0.43-0.60; 16 steps of 32 pictures reach 0.56-0.57 (31 s).  So the
+    # batches score 0.43-0.60; 16 steps of 32 pictures reach 0.56-0.57 (torch, 31 s).  So the
     # quick run is judged by its training loss: an untrained model's sigmoid says ~0.5 for
     # every picture, a loss of ln 2 = 0.69 (0.69-0.70 here), and so does a training whose
     # steps do not move the weights, while RMSprop's first step at 0.001 throws the loss
@@ -441,7 +441,7 @@ _register(Lesson(
     # deep_batchnorm 0.295, 0.355 / 0.335, 0.170; deep_selu 0.630, 0.707 / 0.679, 0.528;
     # deep_alphadropout 0.407, 0.457 / 0.441, -; deep_full 0.791, 0.729 / see the tests.
     # The deep variants are that noisy after 2 epochs; their tolerances say so.  An untrained
-    # model scores 0.05-0.18 (seeds 0-1, every variant, both backends; deep_relu and
+    # model scores 0.066-0.179 (seeds 0-1, every variant, both backends; deep_relu and
     # deep_batchnorm exactly 0.100, test loss 2.3026 = ln 10); deep_relu's and deep_batchnorm's
     # quick runs do not leave that by test accuracy, so they are judged otherwise (below).
     quick=Quick(epochs=2, train_samples=10_000),
