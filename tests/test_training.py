@@ -77,24 +77,32 @@ RANGED = [(name, variant) for name, lesson in lessons.LESSONS.items() if lesson.
           for variant in ["default", *lesson.variants] if not lessons.recipe(name, variant).fails_with]
 
 
+_untrained: dict = {}
+
+
 def untrained_scores(lesson: str, variant: str, backend: str) -> dict:
     """Per profile, the value a run is judged by, for a model built (seed 0) and never trained:
     evaluated on the first 2,000 test images (the whole test set moves an untrained model's
-    accuracy by 0.017 at most, torch, seed 0, at five times the time), standing in for every epoch's training
-    logs too (a training whose steps do not move the weights)."""
+    accuracy by 0.017 at most, torch, seed 0, at five times the time), standing in for every
+    epoch's training logs too (a training whose steps do not move the weights).  Variants that
+    build the same model on the same data (a changed recipe only) share one evaluation."""
     recipe = lessons.recipe(lesson, variant)
-    dual_backend.backend_package(backend).seed(0)
-    model = dual_backend.build(lesson, backend=backend, variant=variant, device="cpu")
-    if recipe.dataset == "horse_or_human":  # judged on training: 16 training pictures of each class
-        train_dir, _ = data.horse_or_human_dirs()
-        files = [path for folder in ("horses", "humans") for path in sorted((train_dir / folder).glob("*.png"))[:16]]
-        values = model.evaluate(load_images(files, recipe.lesson.input_shape[:2]), np.repeat([0.0, 1.0], 16))
-        test = dict(zip(model.log_keys, values))
-    else:
-        prepared = prepare_data(recipe, "quick")
-        prepared.x_test, prepared.y_test = prepared.x_test[:2000], prepared.y_test[:2000]
-        test = score(recipe, model, prepared)
-    history = {key: [value, value] for key, value in test.items()}
+    key = (lesson, repr(recipe.options), recipe.dataset, recipe.scale, recipe.standardize, backend)
+    if key not in _untrained:
+        dual_backend.backend_package(backend).seed(0)
+        model = dual_backend.build(lesson, backend=backend, variant=variant, device="cpu")
+        if recipe.dataset == "horse_or_human":  # judged on training: 16 training pictures of each class
+            train_dir, _ = data.horse_or_human_dirs()
+            files = [path for folder in ("horses", "humans")
+                     for path in sorted((train_dir / folder).glob("*.png"))[:16]]
+            values = model.evaluate(load_images(files, recipe.lesson.input_shape[:2]), np.repeat([0.0, 1.0], 16))
+            _untrained[key] = dict(zip(model.log_keys, values))
+        else:
+            prepared = prepare_data(recipe, "quick")
+            prepared.x_test, prepared.y_test = prepared.x_test[:2000], prepared.y_test[:2000]
+            _untrained[key] = score(recipe, model, prepared)
+    test = _untrained[key]
+    history = {name: [value, value] for name, value in test.items()}
     return {profile: headline(recipe, profile, test, history) for profile in PROFILES}
 
 
