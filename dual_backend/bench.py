@@ -140,8 +140,8 @@ def _measure_backend(backend, recipe, epochs, device, profile, seed, speedups) -
                          profile=profile, seed=seed, device=device, verbose=0, speedups=speedups,
                          callbacks=[timer])
     samples = _samples_per_epoch(recipe, profile)
-    return _result(backend, timer.seconds, timer.cpu_seconds, samples, recipe.judged_by,
-                   recipe.judged_value(metrics["test"], metrics["final_training"]), metrics["device"])
+    return _result(backend, timer.seconds, timer.cpu_seconds, samples, metrics["judged_by"],
+                   lessons.judged_value(metrics), metrics["device"])
 
 
 def _samples_per_epoch(recipe, profile) -> int:

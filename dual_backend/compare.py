@@ -151,8 +151,9 @@ def compare(lesson: str, variant: str | None = None, all_variants: bool = False,
 # --------------------------------------------------------------------------- numbers
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """The mean, and the standard deviation where there are two values or more (None: not measured)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def seconds(runs: list[Run]) -> tuple[float, float]:
@@ -201,7 +202,8 @@ def curves_figure(section: Section, path: Path) -> Path | None:
     """Both backends' learning curves overlaid: mean across seeds with a ±std band."""
     import numpy as np
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+
+    from dual_backend.figures import epoch_axis
 
     keys = []
     for run in section.runs:
@@ -209,6 +211,7 @@ def curves_figure(section: Section, path: Path) -> Path | None:
     if not keys:
         return None
     panels = [k for k in keys if not k.startswith("val_")]
+    longest = max((len(series) for run in section.runs for series in (run.history or {}).values()), default=1)
     figure = Figure(figsize=(5 * len(panels), 3.6), layout="constrained")
     for axes, key in zip(np.atleast_1d(figure.subplots(1, len(panels))), panels):
         for backend, colour in zip(BACKENDS, ("tab:red", "tab:blue")):
@@ -225,7 +228,7 @@ def curves_figure(section: Section, path: Path) -> Path | None:
                                   color=colour, alpha=0.15)
         axes.set_title(key)
         axes.set_xlabel("epoch")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epoch_axis(axes, 1, longest)
         axes.grid(True)
         axes.legend(fontsize=8)
     figure.savefig(path, dpi=80)
@@ -287,7 +290,11 @@ def write_report(sections: list[Section], out: Path, profile: str) -> None:
 
 
 def _pm(value: dict | None) -> str:
-    return "failed" if value is None else f"{value['mean']:.4f} ± {value['std']:.4f}"
+    if value is None:
+        return "failed"
+    if value["std"] is None:  # one seed: no spread was measured, so none is shown
+        return f"{value['mean']:.4f}"
+    return f"{value['mean']:.4f} ± {value['std']:.4f}"
 
 
 def summary_rows(section: Section, verdict: dict) -> list[list[str]]:

@@ -122,14 +122,25 @@ def image_grid_figure(recipe, path: Path, n_rows: int = 3, n_cols: int = 5) -> P
     return path
 
 
+def epoch_axis(axes, first: int, last: int) -> None:
+    """An x axis of epochs: ticks on whole epochs only, and half an epoch of room either side.
+
+    Left to matplotlib, one epoch is one point on an axis from 0.945 to 1.055 with ticks at
+    0.96, 0.98, ...: ``MaxNLocator(integer=True)`` gives up on whole numbers when fewer than
+    two of them are in view."""
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    axes.set_xlim(first - 0.5, last + 0.5)
+
+
 def learning_curves_figure(history: dict, path: Path) -> Path:
     """The note's ``pd.DataFrame(history.history).plot()``: every series on one axis, y from 0 to 1, grid."""
     figure = Figure(figsize=(10, 5), layout="constrained")
     axes = figure.subplots()
     for key, values in history.items():
-        axes.plot(range(len(values)), values, label=key)
+        # pandas draws lines only; a one-epoch history is a single point, which needs a marker to be seen
+        axes.plot(range(len(values)), values, label=key, marker="o" if len(values) == 1 else None)
     axes.set_ylim(0, 1)  # as the note: a loss above 1 runs off the top
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epoch_axis(axes, 0, max(map(len, history.values()), default=1) - 1)  # the note's index: epoch 0 first
     axes.grid(True)
     axes.legend()
     axes.set_xlabel("epoch")

@@ -270,14 +270,15 @@ def run(settings: RunSettings, out: Path | None = None, resume: bool = False, ve
         test = dict(zip(model.log_keys, _as_list(model.evaluate(test_set))))
     else:
         test = score(recipe, model, prepared)
-    final_training = {k: v[-1] for k, v in history.history.items()} if history.epoch else {}
+    value = recipe.judged_value(profile, test, history.history)
     predictions = show_predictions(recipe, model, prepared, verbose)
     expected = recipe.expected(profile)
     metrics = {
         **recorded, "epochs_run": len(history.epoch), "params": model.count_params(),
-        "seconds_per_epoch": history.seconds_per_epoch, "test": test, "final_training": final_training,
-        "judged_by": recipe.judged_by, "judged_on": recipe.judged_on, "expected": [expected.low, expected.high],
-        "inside_expected": recipe.judged_value(test, final_training) in expected,
+        "seconds_per_epoch": history.seconds_per_epoch, "test": test,
+        "final_training": {k: v[-1] for k, v in history.history.items()} if history.epoch else {},
+        "judged_by": recipe.judged_by(profile), "judged_on": recipe.judged_on(profile), "judged_value": value,
+        "expected": [expected.low, expected.high], "inside_expected": value in expected,
         "versions": versions(backend), "hardware": hardware(), "peak_memory_mb": peak_memory_mb(backend, model.device),
     }
     if predictions:
