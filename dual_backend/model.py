@@ -135,8 +135,12 @@ class Model(abc.ABC):
             raise DualBackendError("jit_compile=True is not taken: XLA on keras and torch.compile on torch change "
                                    "the numbers computed. Ask for it with dual_backend.build(..., compile=True), "
                                    "or leave jit_compile out.")
+        from dual_backend.keras.optimizers import Optimizer  # (the package imports this module)
+
         self.loss = validation.loss_name(loss)
         self.metrics = validation.metric_names(metrics)
+        if isinstance(optimizer, Optimizer):  # keras.optimizers.Adam(...): the framework's own, with its settings
+            optimizer = self._built_optimizer(optimizer)
         self.optimizer = optimizer if self._is_optimizer(optimizer) else validation.optimizer_name(optimizer)
         self._compile(self.optimizer, self.loss, self.metrics)
         return self
@@ -369,6 +373,11 @@ class Model(abc.ABC):
     def _is_optimizer(self, optimizer) -> bool:
         """Whether ``optimizer`` is the backend's own optimizer object rather than a name."""
         return False
+
+    @abc.abstractmethod
+    def _built_optimizer(self, description):
+        """The framework's optimizer (or, on torch, its factory) for a ``dual_backend.keras.optimizers``
+        description, with Keras' update rule and the description's settings."""
 
     @abc.abstractmethod
     def _compile(self, optimizer, loss, metrics) -> None:

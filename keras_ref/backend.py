@@ -286,6 +286,11 @@ class KerasModel(Model):
         self.optimizer = type(optimizer).__name__.lower() if optimizer else None
         self.loss, self.metrics = config.get("loss"), list(config.get("metrics") or [])
 
+    def _built_optimizer(self, description):
+        from keras_ref.user_model import optimizer
+
+        return optimizer(description)
+
     def _compile(self, optimizer, loss, metrics):
         self.keras_model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
 

@@ -456,6 +456,11 @@ class TorchModel(Model):
         self.input_shape, self.output_shape = module.input_shape, module.output_shape
         self.optimizer, self.loss, self.metrics = module.keras_optimizer, module.keras_loss, module.keras_metrics
 
+    def _built_optimizer(self, description):
+        from torch_impl.user_model import optimizer
+
+        return optimizer(description)
+
     def _compile(self, optimizer, loss, metrics):
         self.module.compile(optimizer=optimizer, loss=loss, metrics=metrics)
 

@@ -276,6 +276,38 @@ class AlphaDropout(Layer):
         return F.alpha_dropout(x, self.rate, self.training)
 
 
+class Dropout(Layer):
+    """``keras.layers.Dropout``: inverted dropout, as Keras' (kept values scaled by 1/(1 − rate) in
+    training, the identity outside it).  The masks come from torch's generator, so they differ from
+    TensorFlow's draws."""
+
+    keras_type = "Dropout"
+
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x):
+        return F.dropout(x, self.rate, self.training)
+
+
+class Activation(Layer):
+    """``keras.layers.Activation``: the activation alone; a softmax or sigmoid one is a head whose
+    loss Keras computes from its input (``logits``)."""
+
+    keras_type = "Activation"
+
+    def __init__(self, activation: str | None):
+        super().__init__()
+        self.activation = _activation(activation)
+
+    def logits(self, x):
+        return x
+
+    def forward(self, x):
+        return ACTIVATIONS[self.activation](x)
+
+
 def keras_names(layers) -> list[str]:
     """Keras' automatic layer names: ``dense``, ``dense_1``, ... per layer type."""
     seen: dict[str, int] = {}

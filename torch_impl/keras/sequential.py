@@ -14,7 +14,8 @@ from torch import nn
 
 from dual_backend import validation
 from torch_impl.fast import chunks, cuda_graph, pool_first
-from torch_impl.keras.layers import PROBABILITY_HEADS, Conv2D, Dense, Flatten, Input, keras_names
+from torch_impl.keras.layers import (PROBABILITY_HEADS, Activation, AlphaDropout, Conv2D, Dense, Dropout, Flatten, Input,
+                                     MaxPooling2D, keras_names)
 from torch_impl.keras.losses import EpochMeans, correct_predictions, keras_loss
 from torch_impl.keras.optimizers import make_optimizer
 
@@ -22,24 +23,28 @@ from torch_impl.keras.optimizers import make_optimizer
 class Sequential(L.LightningModule):
     """``keras.Sequential`` as a LightningModule: Keras' layers and compile, Lightning's loop."""
 
-    def __init__(self, layers, name: str = "sequential"):
+    def __init__(self, layers, name: str = "sequential", layer_names: list[str] | None = None):
         super().__init__()
         first, *rest = layers
         if not isinstance(first, Input):
             raise validation.DualBackendError("A Sequential model starts with Input(shape=...).")
+        # Images go in as NCHW; Keras' (height, width, channels) shapes stay the public ones.
+        self.channels_first = any(isinstance(layer, (Conv2D, MaxPooling2D)) for layer in rest)
         shape, self.output_shapes = first.shape, []
-        for previous, layer in zip([None, *rest], rest):
-            if isinstance(layer, Dense) and isinstance(previous, Flatten) and len(self.output_shapes) > 1 \
-                    and len(self.output_shapes[-2]) == 4:
-                layer.flattened_from = self.output_shapes[-2][1:]
+        flattened_from = None  # the (height, width, channels) of NCHW maps a Flatten took, until a Dense reads them
+        for layer in rest:
+            if isinstance(layer, Flatten) and self.channels_first and len(shape) == 3:
+                flattened_from = shape
+            elif isinstance(layer, Dense) and flattened_from:
+                layer.flattened_from, flattened_from = flattened_from, None
+            elif not isinstance(layer, (Dropout, AlphaDropout, Activation, Flatten)):  # they keep the order
+                flattened_from = None
             shape = layer.build(shape)
             self.output_shapes.append((None, *shape))
         self.body = nn.ModuleList(rest)
-        # Images go in as NCHW; Keras' (height, width, channels) shapes stay the public ones.
-        self.channels_first = any(isinstance(layer, Conv2D) for layer in rest)
         self.memory_format = torch.contiguous_format  # see use_channels_last
         self.step_logits = self.logits  # see compile_steps
-        self.layer_names = keras_names(rest)
+        self.layer_names = layer_names or keras_names(rest)
         self.model_name = name
         self.input_shape, self.output_shape = (None, *first.shape), (None, *shape)
         self.keras_optimizer = self.keras_loss = None
