@@ -40,7 +40,7 @@ def _softmax(x):
 
 
 relu = Activation("relu", lambda x: np.maximum(x, 0))
-sigmoid = Activation("sigmoid", lambda x: 1 / (1 + np.exp(-x)))
+sigmoid = Activation("sigmoid", lambda x: 0.5 * (1 + np.tanh(x / 2)))  # no overflow for large |x|
 softmax = Activation("softmax", _softmax)
 selu = Activation("selu", lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * (np.exp(x) - 1)))
 linear = Activation("linear", lambda x: x)

@@ -270,6 +270,7 @@ class Conv2D(Layer):
                "kernel_constraint": only(None), "bias_constraint": only(None)}
 
     def compute_output_shape(self, input_shape, channels_first):
+        _no_softmax_over_maps(self, self.arguments["activation"])
         if len(input_shape) != 3:
             raise DualBackendError(
                 f"Conv2D layer {self.name!r} expects inputs of shape (height, width, channels), got {input_shape}: "
@@ -337,6 +338,19 @@ class Activation(Layer):
 
     required = ("activation",)
     required_options = {"activation": ACTIVATION}
+
+    def compute_output_shape(self, input_shape, channels_first):
+        if channels_first and len(input_shape) == 3:
+            _no_softmax_over_maps(self, self.arguments["activation"])
+        return input_shape
+
+
+def _no_softmax_over_maps(layer: Layer, activation) -> None:
+    if activation == "softmax":
+        raise DualBackendError(
+            f"{type(layer).__name__} layer {layer.name!r}: a softmax over the channels of convolution maps is not "
+            "supported by dual-backend (the torch backend holds those maps channels first). Flatten, then Dense "
+            "with the softmax.")
 
 
 LAYERS = {kind.__name__: kind for kind in (Flatten, Dense, Conv2D, MaxPooling2D, BatchNormalization, Dropout,

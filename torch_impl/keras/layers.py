@@ -86,11 +86,14 @@ def _numpy_dtype(tensor) -> np.dtype:
 
 class Flatten(Layer):
     keras_type = "Flatten"
+    keras_order = False  # NCHW maps flattened in Keras' (height, width, channels) order; set by Sequential
 
     def build(self, input_shape):
         return (math.prod(input_shape),)
 
     def forward(self, x):
+        if self.keras_order and x.dim() == 4:
+            x = x.permute(0, 2, 3, 1)
         return x.flatten(1)
 
 

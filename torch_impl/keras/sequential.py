@@ -31,16 +31,23 @@ class Sequential(L.LightningModule):
         # Images go in as NCHW; Keras' (height, width, channels) shapes stay the public ones.
         self.channels_first = any(isinstance(layer, (Conv2D, MaxPooling2D)) for layer in rest)
         shape, self.output_shapes = first.shape, []
-        flattened_from = None  # the (height, width, channels) of NCHW maps a Flatten took, until a Dense reads them
+        # A Flatten of NCHW maps gives the values in (channels, height, width) order: the Dense that reads
+        # them takes its weights in Keras' order (``Dense.flattened_from``); with no Dense after it, the
+        # Flatten itself puts them in Keras' (height, width, channels) order.
+        flatten, flattened_from = None, None
         for layer in rest:
             if isinstance(layer, Flatten) and self.channels_first and len(shape) == 3:
-                flattened_from = shape
+                flatten, flattened_from = layer, shape
             elif isinstance(layer, Dense) and flattened_from:
-                layer.flattened_from, flattened_from = flattened_from, None
+                layer.flattened_from, flatten, flattened_from = flattened_from, None, None
             elif not isinstance(layer, (Dropout, AlphaDropout, Activation, Flatten)):  # they keep the order
-                flattened_from = None
+                flatten, flattened_from = None, None
             shape = layer.build(shape)
             self.output_shapes.append((None, *shape))
+        if flatten is not None:
+            flatten.keras_order = True
+        # Convolution maps as the model's output: back in Keras' NHWC, for the loss and for predict.
+        self.images_out = self.channels_first and len(shape) == 3
         self.body = nn.ModuleList(rest)
         self.memory_format = torch.contiguous_format  # see use_channels_last
         self.step_logits = self.logits  # see compile_steps
@@ -61,7 +68,10 @@ class Sequential(L.LightningModule):
         self.val_means = EpochMeans(self.keras_metrics)
 
     def forward(self, x):
-        return self.body[-1](self.hidden(x))
+        return self.in_keras_layout(self.body[-1](self.hidden(x)))
+
+    def in_keras_layout(self, output):
+        return output.permute(0, 2, 3, 1) if self.images_out else output
 
     def training_step(self, batch, batch_idx):
         """One Keras step per batch: a batch, or each batch of a chunk (``TensorBatches``).
@@ -108,8 +118,8 @@ class Sequential(L.LightningModule):
         """The output before a softmax or sigmoid head: what Keras computes the loss from."""
         head = self.body[-1]
         if self.head_activation in PROBABILITY_HEADS:
-            return head.logits(self.hidden(x))
-        return head(self.hidden(x))
+            return self.in_keras_layout(head.logits(self.hidden(x)))
+        return self.in_keras_layout(head(self.hidden(x)))
 
     def hidden(self, x):
         """Every layer but the last (a convolution's ReLU after its pooling: ``torch_impl.fast.pool_first``)."""

@@ -1,0 +1,451 @@
+"""``dual_backend.keras``: one Keras definition, the same model on both backends, tf.keras as the specification."""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import dual_backend
+from dual_backend import keras
+from dual_backend.errors import DualBackendError
+from dual_backend.keras import config
+from dual_backend.keras.optimizers import OldSpellingWarning
+
+BACKENDS = ("keras", "torch")
+_rng = np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def backend_restored(monkeypatch):
+    """Each test chooses its backends with set_backend; the choice ends with the test."""
+    monkeypatch.setattr(config, "_chosen", None)
+
+
+def defined_on(backend: str, make_layers, **kwargs):
+    dual_backend.set_backend(backend)
+    return keras.Sequential(make_layers(), **kwargs)
+
+
+def twins(make_layers, input_shape=None):
+    """The same definition built on keras and on torch, the torch one given the keras weights."""
+    keras_model, torch_model = (defined_on(backend, make_layers) for backend in BACKENDS)
+    if input_shape is not None:
+        for model in (keras_model, torch_model):
+            model.build((None, *input_shape))
+    torch_model.set_weights(keras_model.get_weights())
+    return keras_model, torch_model
+
+
+def max_difference(first, second) -> float:
+    return max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+               for a, b in zip(first, second, strict=True)) if len(first) else 0.0
+
+
+# ---------------------------------------------------------------------- the namespace and the backend choice
+
+
+def run_python(code: str, **environment) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**os.environ, **environment})
+    return result.stdout.strip()
+
+
+def test_importing_keras_and_tf_and_defining_layers_imports_no_framework():
+    code = ("import sys\n"
+            "from dual_backend import keras, tf\n"
+            "layers = [tf.keras.layers.Flatten(), keras.layers.Dense(8, activation=tf.nn.relu),\n"
+            "          keras.layers.Conv2D(4, 3), keras.layers.Dropout(0.5)]\n"
+            "optimizer = tf.optimizers.Adam(learning_rate=0.01)\n"
+            "print(sorted(m for m in ('tensorflow', 'torch', 'keras', 'lightning') if m in sys.modules))")
+    assert run_python(code) == "[]"
+
+
+def test_the_backend_comes_from_dual_backend_environment_variable_or_defaults_to_keras():
+    code = "from dual_backend import keras; print(keras.config.backend())"
+    environment = {k: v for k, v in os.environ.items() if k != "DUAL_BACKEND"}
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env=environment).stdout.strip() == "keras"
+    assert run_python(code, DUAL_BACKEND="torch") == "torch"
+
+
+def test_set_backend_chooses_the_backend_of_the_models_defined_after_it():
+    dual_backend.set_backend("torch")
+    assert keras.config.backend() == "torch"
+    assert keras.Sequential([keras.layers.Dense(1)]).backend == "torch"
+    dual_backend.set_backend("keras")
+    assert keras.Sequential([keras.layers.Dense(1)]).backend == "keras"
+
+
+def test_an_unknown_backend_is_refused_with_the_valid_names():
+    with pytest.raises(DualBackendError, match="unknown backend 'jax'. Valid backends: keras, torch"):
+        dual_backend.set_backend("jax")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_model_is_the_front_ends_model_of_the_chosen_backend(backend):
+    model = defined_on(backend, lambda: [keras.Input((3,)), keras.layers.Dense(2)])
+    assert isinstance(model, dual_backend.Model) and isinstance(model, keras.Sequential)
+    assert model.backend == backend
+
+
+# ---------------------------------------------------------------------- the course's cells, only the import changed
+
+# Course note 000 (../shared/seeds/000_*.txt), the Fashion-MNIST cells as written there, with
+# `import tensorflow as tf` changed to the project's; one epoch on a slice of the data instead of five.
+FASHION_MLP_CELL = """
+model = tf.keras.models.Sequential([tf.keras.layers.Flatten(),
+                                    tf.keras.layers.Dense(128, activation=tf.nn.relu),
+                                    tf.keras.layers.Dense(10, activation=tf.nn.softmax)])
+model.compile(optimizer = tf.optimizers.Adam(),
+              loss = 'sparse_categorical_crossentropy',
+              metrics=['accuracy'])
+
+model.fit(training_images, training_labels, epochs=1)
+test_loss, test_accuracy = model.evaluate(test_images, test_labels)
+classifications = model.predict(test_images)
+"""
+
+# The same note's exercise cell: Sequential() and add(), Flatten(input_shape=...), the callback class.
+CALLBACK_EXERCISE_CELL = """
+class myCallback(tf.keras.callbacks.Callback):
+    def on_epoch_end(self,epoch,logs={}):
+        if(logs.get('accuracy')>THRESHOLD):
+            print("\\nReached 99% accuracy so cancelling training!")
+            self.model.stop_training=True
+callbacks=myCallback()
+model=tf.keras.Sequential()
+model.add(tf.keras.layers.Flatten(input_shape=(28,28)))
+model.add(tf.keras.layers.Dense(128,activation=tf.nn.relu))
+model.add(tf.keras.layers.Dense(10,activation=tf.nn.softmax))
+model.compile(optimizer='adam',
+              loss='sparse_categorical_crossentropy',
+              metrics=['accuracy'])
+history = model.fit(x_train_s,y_train,epochs=10,callbacks=callbacks)
+"""
+
+
+def fashion_slice(train: int = 6000, test: int = 2000):
+    (x_train, y_train), (x_test, y_test) = dual_backend.data.load_fashion_mnist()
+    return x_train[:train] / 255.0, y_train[:train], x_test[:test] / 255.0, y_test[:test]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_notes_fashion_mlp_cell_runs_with_only_the_import_changed(backend):
+    from dual_backend import tf
+
+    dual_backend.set_backend(backend)
+    training_images, training_labels, test_images, test_labels = fashion_slice()
+    scope = {"tf": tf, "training_images": training_images, "training_labels": training_labels,
+             "test_images": test_images, "test_labels": test_labels}
+    exec(FASHION_MLP_CELL, scope)
+    # Measured: 0.78-0.80 on both backends (one epoch of 6,000 images, seeds 0-2); the full lesson's range
+    # is dual_backend/lessons.py's.
+    assert 0.70 <= scope["test_accuracy"] <= 0.86
+    assert scope["classifications"].shape == (2000, 10)
+    np.testing.assert_allclose(scope["classifications"].sum(axis=1), 1.0, rtol=1e-5)
+    assert scope["model"].count_params() == 101_770
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_notes_callback_exercise_cell_stops_training_on_both_backends(backend):
+    from dual_backend import tf
+
+    dual_backend.set_backend(backend)
+    x_train_s, y_train, _, _ = fashion_slice(train=3000)
+    # The note's threshold is 0.99 over 10 epochs of 60,000 images; 0.5 stops this slice after its first epoch.
+    scope = {"tf": tf, "x_train_s": x_train_s, "y_train": y_train}
+    exec(CALLBACK_EXERCISE_CELL.replace("THRESHOLD", "0.5"), scope)
+    assert len(scope["history"].history["loss"]) == 1
+
+
+# ---------------------------------------------------------------------- building: input shapes, layers, summary
+
+
+def mlp_layers(**first):
+    return [keras.layers.Flatten(**first), keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(10, activation="softmax")]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_input_shape_comes_from_input_from_input_shape_or_from_build(backend):
+    models = [defined_on(backend, lambda: [keras.Input((28, 28)), *mlp_layers()]),
+              defined_on(backend, lambda: mlp_layers(input_shape=(28, 28))),
+              defined_on(backend, mlp_layers)]
+    models[2].build((None, 28, 28))
+    for model in models:
+        assert model.count_params() == 12_730
+        assert model.input_shape == (None, 28, 28) and model.output_shape == (None, 10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_model_without_input_shape_is_built_by_its_first_fit_as_in_keras(backend):
+    model = defined_on(backend, mlp_layers)
+    with pytest.raises(DualBackendError, match="has not yet been built: its input shape is unknown"):
+        model.summary()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = _rng.random((64, 28, 28)).astype("float32"), _rng.integers(0, 10, 64)
+    history = model.fit(x, y, epochs=1, verbose=0)
+    assert list(history.history) == ["loss", "accuracy"]
+    assert model.count_params() == 12_730
+    with pytest.raises(DualBackendError, match="already built: add every layer before"):
+        model.add(keras.layers.Dense(3))
+
+
+def test_layers_have_their_names_output_shapes_and_the_same_weights_on_both_backends():
+    def layers():
+        return [keras.Input((12, 12, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                keras.layers.MaxPooling2D(), keras.layers.Flatten(), keras.layers.Dense(5, name="classifier")]
+
+    keras_model, torch_model = twins(layers)
+    assert [layer.name for layer in keras_model.keras_model.layers] == [layer.name for layer in keras_model.layers]
+    assert torch_model.module.layer_names == [layer.name for layer in torch_model.layers]
+    assert keras_model.layers[0].name.startswith("conv2d") and keras_model.layers[-1].name == "classifier"
+    for keras_layer, torch_layer in zip(keras_model.layers, torch_model.layers, strict=True):
+        assert keras_layer.output_shape == torch_layer.output_shape
+        assert keras_layer.count_params() == torch_layer.count_params()
+        for keras_array, torch_array in zip(keras_layer.get_weights(), torch_layer.get_weights(), strict=True):
+            np.testing.assert_array_equal(keras_array, torch_array)
+    assert [layer.output_shape for layer in keras_model.layers] == \
+        [(None, 10, 10, 4), (None, 5, 5, 4), (None, 100), (None, 5)]
+    assert keras_model.get_layer("classifier") is keras_model.layers[-1]
+
+
+def test_summary_is_the_same_table_on_both_backends():
+    def layers():
+        return [keras.Input((28, 28)), keras.layers.Flatten(name="flat"), keras.layers.Dense(32, name="hidden"),
+                keras.layers.BatchNormalization(name="norm"), keras.layers.Dense(10, name="out")]
+
+    tables = []
+    for backend in BACKENDS:
+        lines = []
+        defined_on(backend, layers, name="same").summary(print_fn=lines.append)
+        tables.append(lines[0])
+    assert tables[0] == tables[1]
+    assert "Total params: 25,578" in tables[0] and "Non-trainable params: 64" in tables[0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_layer_sets_its_own_weights_in_keras_layout(backend):
+    model = defined_on(backend, lambda: [keras.Input((4,)), keras.layers.Dense(3)])
+    kernel, bias = _rng.normal(size=(4, 3)).astype("float32"), np.arange(3, dtype="float32")
+    model.layers[0].set_weights([kernel, bias])
+    np.testing.assert_array_equal(model.get_weights()[0], kernel)
+    np.testing.assert_allclose(model.predict(np.eye(4, dtype="float32")), kernel + bias, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------- forward parity, layer by layer
+
+IMAGES = _rng.random((16, 13, 13, 3)).astype("float32")
+FEATURES = _rng.normal(size=(16, 6)).astype("float32")
+
+FORWARD_CASES = {
+    **{f"Dense activation={name}": (lambda name=name: [keras.Input((6,)), keras.layers.Dense(5, activation=name)],
+                                    FEATURES)
+       for name in ("relu", "sigmoid", "softmax", "selu", "linear", None)},
+    "Dense activation=keras.activations.relu": (
+        lambda: [keras.Input((6,)), keras.layers.Dense(5, activation=keras.activations.relu)], FEATURES),
+    "Dense on each row (no Flatten)": (lambda: [keras.Input((13, 13, 3)), keras.layers.Dense(4)], IMAGES),
+    "Conv2D 3x3": (lambda: [keras.Input((13, 13, 3)), keras.layers.Conv2D(4, 3, activation="relu")], IMAGES),
+    "Conv2D 2x3 strides 2": (lambda: [keras.Input((13, 13, 3)), keras.layers.Conv2D(4, (2, 3), strides=2)], IMAGES),
+    "MaxPooling2D 2x2 on odd sizes": (lambda: [keras.Input((13, 13, 3)), keras.layers.MaxPooling2D()], IMAGES),
+    "MaxPooling2D 3x3 strides 2": (lambda: [keras.Input((13, 13, 3)), keras.layers.MaxPooling2D(3, strides=2)],
+                                   IMAGES),
+    "Flatten of convolution maps into Dense, Dropout between": (
+        lambda: [keras.Input((13, 13, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                 keras.layers.Dropout(0.5), keras.layers.Dense(3)], IMAGES),
+    "BatchNormalization of features": (
+        lambda: [keras.Input((6,)), keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-2)], FEATURES),
+    "BatchNormalization of convolution maps": (
+        lambda: [keras.Input((13, 13, 3)), keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization()], IMAGES),
+    "Dropout (identity outside training)": (lambda: [keras.Input((6,)), keras.layers.Dropout(0.3)], FEATURES),
+    "AlphaDropout (identity outside training)": (
+        lambda: [keras.Input((6,)), keras.layers.AlphaDropout(0.3)], FEATURES),
+    "Activation softmax head": (lambda: [keras.Input((6,)), keras.layers.Dense(4), keras.layers.Activation("softmax")],
+                                FEATURES),
+}
+
+
+def randomised(model):
+    """Weights away from the initial ones (BatchNormalization's statistics too: variances positive)."""
+    return [(np.abs(w) + 0.5 if w.ndim == 1 and i % 4 == 3 else w + _rng.normal(scale=0.3, size=w.shape))
+            .astype("float32") for i, w in enumerate(model.get_weights())]
+
+
+@pytest.mark.parametrize("case", FORWARD_CASES)
+def test_forward_parity_after_set_weights(case):
+    make_layers, x = FORWARD_CASES[case]
+    keras_model, torch_model = twins(make_layers)
+    weights = randomised(keras_model)
+    keras_model.set_weights(weights)
+    torch_model.set_weights(keras_model.get_weights())
+    assert max_difference([keras_model.predict(x)], [torch_model.predict(x)]) <= 1e-5
+    assert max_difference(keras_model.get_weights(), torch_model.get_weights()) == 0
+
+
+def test_torch_dropout_is_inverted_dropout_as_keras():
+    import torch
+
+    from torch_impl.keras import Dropout
+
+    layer = Dropout(0.25).train()
+    x = torch.ones(200_000)
+    y = layer(x)
+    kept = y[y != 0]
+    assert torch.allclose(kept, torch.full_like(kept, 1 / 0.75))
+    assert abs(float((y == 0).float().mean()) - 0.25) < 0.01
+    assert torch.equal(layer.eval()(x), x)
+
+
+# ---------------------------------------------------------------------- optimizers: one step against tf.keras
+
+OPTIMIZER_CASES = {
+    "SGD()": lambda: keras.optimizers.SGD(),
+    "SGD(learning_rate=0.1, momentum=0.9)": lambda: keras.optimizers.SGD(learning_rate=0.1, momentum=0.9),
+    "SGD(momentum=0.9, nesterov=True)": lambda: keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
+    "Adam()": lambda: keras.optimizers.Adam(),
+    "Adam(0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-5)": lambda: keras.optimizers.Adam(0.01, beta_1=0.8,
+                                                                                       beta_2=0.99, epsilon=1e-5),
+    "RMSprop()": lambda: keras.optimizers.RMSprop(),
+    "RMSprop(rho=0.8, epsilon=1e-4)": lambda: keras.optimizers.RMSprop(rho=0.8, epsilon=1e-4),
+    "RMSprop(momentum=0.9)": lambda: keras.optimizers.RMSprop(learning_rate=0.01, momentum=0.9),
+}
+
+
+def step_layers():
+    return [keras.Input((6,)), keras.layers.Dense(8, activation="relu"), keras.layers.BatchNormalization(),
+            keras.layers.Dense(3, activation="softmax")]
+
+
+@pytest.mark.parametrize("case", OPTIMIZER_CASES)
+def test_three_steps_of_each_optimizer_match_tf_keras(case):
+    """Three steps, so that momentum and the moving averages act on a state that is not zero."""
+    keras_model, torch_model = twins(step_layers)
+    x, y = _rng.normal(size=(48, 6)).astype("float32"), _rng.integers(0, 3, 48)
+    for model in (keras_model, torch_model):
+        model.compile(optimizer=OPTIMIZER_CASES[case](), loss="sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    assert max_difference(keras_model.get_weights(), torch_model.get_weights()) <= 1e-5
+
+
+def test_the_settings_reach_each_frameworks_optimizer():
+    keras_model, torch_model = twins(step_layers)
+    for model in (keras_model, torch_model):
+        model.compile(optimizer=keras.optimizers.RMSprop(0.01, rho=0.8, momentum=0.5, epsilon=1e-4), loss="mse")
+    keras_optimizer = keras_model.keras_model.optimizer
+    assert (float(keras_optimizer.learning_rate), keras_optimizer.rho, keras_optimizer.momentum,
+            keras_optimizer.epsilon) == pytest.approx((0.01, 0.8, 0.5, 1e-4))
+    torch_optimizer = torch_model.module.configure_optimizers()
+    assert {k: torch_optimizer.param_groups[0][k] for k in ("lr", "rho", "momentum", "eps")} == \
+        pytest.approx({"lr": 0.01, "rho": 0.8, "momentum": 0.5, "eps": 1e-4})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lr_is_taken_as_learning_rate_with_a_warning_naming_it(backend):
+    dual_backend.set_backend(backend)
+    with pytest.warns(OldSpellingWarning, match=r"write learning_rate=0.05"):
+        optimizer = keras.optimizers.SGD(lr=0.05)
+    assert optimizer.learning_rate == 0.05
+    model = keras.Sequential(step_layers())
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+
+
+def test_tf_nn_softmax_head_takes_its_loss_from_the_logits_as_tf_keras_does():
+    """With saturated outputs a loss from clipped probabilities would differ; tf.keras finds the
+    logits behind ``tf.nn.softmax`` and ``tf.nn.sigmoid``, and so do both backends here."""
+    import tensorflow
+
+    from dual_backend import tf
+
+    x, y = FEATURES * 30, np.arange(16) % 4
+    for real, ours in ((tensorflow.nn.softmax, tf.nn.softmax), (tensorflow.nn.sigmoid, tf.nn.sigmoid)):
+        labels = y if ours is tf.nn.softmax else (y % 2).reshape(-1, 1).astype("float32")
+        loss = "sparse_categorical_crossentropy" if ours is tf.nn.softmax else "binary_crossentropy"
+        units = 4 if ours is tf.nn.softmax else 1
+        tensorflow.keras.utils.set_random_seed(0)
+        reference = tensorflow.keras.Sequential([tensorflow.keras.Input((6,)),
+                                                 tensorflow.keras.layers.Dense(units, activation=real)])
+        reference.compile(loss=loss)
+        keras_model, torch_model = twins(lambda: [keras.Input((6,)), keras.layers.Dense(units, activation=ours)])
+        for model in (keras_model, torch_model):
+            model.set_weights(reference.get_weights())
+            model.compile(loss=loss)
+            assert model.evaluate(x, labels) == pytest.approx(reference.evaluate(x, labels, verbose=0), rel=1e-5)
+
+
+# ---------------------------------------------------------------------- refusals, the same words on both backends
+
+DEFINITION_REFUSALS = {
+    "Conv2D(padding='same')": (lambda: keras.layers.Conv2D(8, 3, padding="same"),
+                               r"Conv2D\(padding='same'\) is not supported by dual-backend on either backend "
+                               r"\(padding: supported: 'valid'\)\. Conv2D takes: filters, kernel_size"),
+    "Dense(use_bias=False)": (lambda: keras.layers.Dense(3, use_bias=False),
+                              r"Dense\(use_bias=False\) is not supported"),
+    "Dense(kernel_initializer='he_normal')": (lambda: keras.layers.Dense(3, kernel_initializer="he_normal"),
+                                              r"kernel_initializer: supported: 'glorot_uniform'/'GlorotUniform'"),
+    "Dense(activation='tanh')": (lambda: keras.layers.Dense(3, activation="tanh"),
+                                 r"Dense\(activation='tanh'\) is not supported.*relu, sigmoid, softmax, selu, linear"),
+    "Dense(units=0)": (lambda: keras.layers.Dense(0), r"units: a positive integer"),
+    "an argument Keras does not have": (lambda: keras.layers.Dense(3, unit=4), r"Dense has no argument 'unit'"),
+    "keras.layers.LSTM": (lambda: keras.layers.LSTM(4), r"keras.layers.LSTM is not supported by dual-backend on "
+                                                        r"either backend. Supported layers: Input, Flatten, Dense"),
+    "Adam(amsgrad=True)": (lambda: keras.optimizers.Adam(amsgrad=True), r"Adam\(amsgrad=True\) is not supported"),
+    "SGD(weight_decay=0.01)": (lambda: keras.optimizers.SGD(weight_decay=0.01), r"SGD\(weight_decay=0.01\)"),
+    "keras.optimizers.Adagrad": (lambda: keras.optimizers.Adagrad(), r"Supported optimizers: SGD, Adam, RMSprop"),
+    "a tf.keras layer in the model": (lambda: keras.Sequential([__import__("tensorflow").keras.layers.Dense(3)]),
+                                      r"is not a dual_backend.keras layer"),
+}
+
+
+@pytest.mark.parametrize("case", DEFINITION_REFUSALS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_what_is_not_supported_is_refused_as_the_model_is_defined(backend, case):
+    dual_backend.set_backend(backend)
+    make, message = DEFINITION_REFUSALS[case]
+    with pytest.raises(DualBackendError, match=message):
+        make()
+
+
+BUILD_REFUSALS = {
+    "Dense on convolution maps": (
+        lambda: [keras.Input((12, 12, 1)), keras.layers.Conv2D(2, 3), keras.layers.Dense(3, name="head")],
+        r"Dense layer 'head' gets images of shape \(10, 10, 2\).*Put Flatten\(\) before it"),
+    "BatchNormalization between Flatten and Dense": (
+        lambda: [keras.Input((12, 12, 1)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(name="flat"),
+                 keras.layers.BatchNormalization(name="norm"), keras.layers.Dense(3)],
+        r"BatchNormalization layer 'norm' comes between the Flatten of convolution maps \('flat'\)"),
+    "Conv2D on flat inputs": (lambda: [keras.Input((28, 28)), keras.layers.Conv2D(2, 3, name="conv")],
+                              r"Conv2D layer 'conv' expects inputs of shape \(height, width, channels\), "
+                              r"got \(28, 28\)"),
+}
+
+
+@pytest.mark.parametrize("case", BUILD_REFUSALS)
+def test_a_layer_order_one_backend_would_compute_differently_is_refused_with_the_same_words_on_both(case):
+    make_layers, message = BUILD_REFUSALS[case]
+    errors = []
+    for backend in BACKENDS:
+        with pytest.raises(DualBackendError, match=message) as error:
+            defined_on(backend, make_layers).build()
+        errors.append(str(error.value))
+    assert errors[0] == errors[1]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_layer_cannot_belong_to_two_models(backend):
+    dual_backend.set_backend(backend)
+    dense = keras.layers.Dense(3)
+    keras.Sequential([keras.Input((4,)), dense])
+    with pytest.raises(DualBackendError, match="already belongs to model"):
+        keras.Sequential([keras.Input((4,)), dense])
+
+
+def test_the_same_activation_functions_compute_with_numpy():
+    x = np.array([[-1.0, 0.0, 2.0]])
+    np.testing.assert_allclose(keras.activations.relu(x), [[0.0, 0.0, 2.0]])
+    np.testing.assert_allclose(keras.activations.softmax(x).sum(), 1.0, rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        keras.activations.sigmoid(np.array([-100.0, 100.0]))
