@@ -24,6 +24,7 @@ Where each piece lives:
   defined; ``activations.py`` — activations by name or as functions;
 - ``optimizers.py`` — SGD, Adam, RMSprop with Keras' update rules;
 - ``models.py`` — ``Sequential``: building once the input shape is known;
+  ``Model(inputs=model.input, outputs=[layer.output ...])`` for the layers' outputs;
 - ``config.py`` — which backend; ``callbacks`` — ``dual_backend.callbacks``.
 
 What is not covered is refused when the model is defined, naming the layer,
@@ -33,6 +34,6 @@ the argument and what is supported, in the same words on both backends.
 from dual_backend import callbacks
 from dual_backend.keras import activations, config, layers, models, optimizers
 from dual_backend.keras.layers import Input
-from dual_backend.keras.models import Sequential
+from dual_backend.keras.models import Model, Sequential
 
-__all__ = ["Input", "Sequential", "activations", "callbacks", "config", "layers", "models", "optimizers"]
+__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "config", "layers", "models", "optimizers"]

@@ -202,6 +202,16 @@ class Layer:
     def weights(self) -> list:
         return self.get_weights()
 
+    @property
+    def output(self):
+        """Keras' ``layer.output``: for ``keras.Model(inputs=model.input, outputs=[...])``."""
+        from dual_backend.keras.models import SymbolicTensor
+
+        if self.model is None:
+            raise DualBackendError(f"Layer {self.name!r} has no output yet: it is in no model.")
+        self.model._require_built()
+        return SymbolicTensor(self.model, self.model.layers.index(self))
+
 
 def _shape(shape, what: str) -> tuple:
     try:

@@ -19,7 +19,7 @@ import numpy as np
 from dual_backend.errors import DualBackendError
 from dual_backend.keras import config
 from dual_backend.keras import layers as layer_descriptions
-from dual_backend.model import Model
+from dual_backend.model import Model as FrontEndModel
 
 # The module of each backend that builds a dual_backend.keras model with its framework.
 BUILDERS = {"keras": "keras_ref.user_model", "torch": "torch_impl.user_model"}
@@ -34,7 +34,7 @@ def builder(backend: str):
     return importlib.import_module(BUILDERS[backend])
 
 
-class Sequential(Model):
+class Sequential(FrontEndModel):
     """``keras.Sequential(layers=None, name=None)``: layers in order, ``add()`` for one more.
 
     An instance is also the backend's own model class (``KerasModel`` or
@@ -51,7 +51,7 @@ class Sequential(Model):
         return super().__new__(cls)
 
     def __init__(self, layers=None, trainable: bool = True, name: str | None = None):
-        Model.__init__(self, None, None, {}, "auto")
+        FrontEndModel.__init__(self, None, None, {}, "auto")
         if trainable is not True:
             raise DualBackendError("Sequential(trainable=False) is not supported by dual-backend: leave it out.")
         self.name = name or layer_descriptions.unique_name("sequential")
@@ -215,6 +215,16 @@ class Sequential(Model):
         self._require_built()
         super().save(path)
 
+    @property
+    def input(self) -> "SymbolicTensor":
+        """Keras' ``model.input``: what ``keras.Model(inputs=model.input, outputs=...)`` starts from."""
+        self._require_built()
+        return SymbolicTensor(self, None)
+
+    @property
+    def inputs(self) -> list:
+        return [self.input]
+
     def get_layer(self, name: str | None = None, index: int | None = None):
         """Keras' ``model.get_layer(name=...)`` or ``(index=...)``."""
         if index is not None:
@@ -225,8 +235,54 @@ class Sequential(Model):
         raise DualBackendError(f"No layer named {name!r}. Layers: {', '.join(l.name for l in self.layers)}.")
 
 
-def load_model(path, device: str = "auto") -> Model:
+def load_model(path, device: str = "auto") -> FrontEndModel:
     """``keras.models.load_model``: ``dual_backend.load_model``."""
     import dual_backend
 
     return dual_backend.load_model(path, device)
+
+
+class SymbolicTensor:
+    """Keras' ``model.input`` or ``layer.output`` of a built Sequential: which tensor, not its values."""
+
+    def __init__(self, model: Sequential, layer_index: int | None):
+        self.model, self.layer_index = model, layer_index
+
+    @property
+    def shape(self) -> tuple:
+        return self.model.input_shape if self.layer_index is None else \
+            self.model.layers[self.layer_index].output_shape
+
+
+class Model:
+    """``keras.Model(inputs=model.input, outputs=[layer.output for layer in model.layers])``: the course's
+    way to look at every layer's activations (course note 003), for the layers of one Sequential.
+
+    ``predict`` gives each tapped layer's output, images in Keras' (N, height, width, channels) layout on
+    both backends (``dual_backend.Model.layer_outputs``).  Other functional models are refused.
+    """
+
+    def __init__(self, inputs=None, outputs=None, name: str | None = None):
+        inputs = inputs[0] if isinstance(inputs, (list, tuple)) and len(inputs) == 1 else inputs
+        single = isinstance(outputs, SymbolicTensor)
+        outputs = [outputs] if single else list(outputs) if isinstance(outputs, (list, tuple)) else None
+        if not isinstance(inputs, SymbolicTensor) or inputs.layer_index is not None or not outputs or \
+                not all(isinstance(o, SymbolicTensor) and o.model is inputs.model and o.layer_index is not None
+                        for o in outputs):
+            raise DualBackendError(
+                "keras.Model(inputs, outputs) is supported by dual-backend for one use: the outputs of a "
+                "Sequential's layers, keras.Model(inputs=model.input, outputs=[layer.output for layer in "
+                "model.layers]). Other functional models and subclassed models are not supported: use "
+                "keras.Sequential.")
+        self.sequential, self.single = inputs.model, single
+        self.indices = [o.layer_index for o in outputs]
+        self.name = name or layer_descriptions.unique_name("functional")
+        self.inputs, self.outputs = [inputs], outputs
+
+    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
+        for argument, value in (("steps", steps), ("callbacks", callbacks)):
+            if value is not None:
+                raise DualBackendError(f"predict({argument}=...) is not supported on a model of layer outputs.")
+        every_layer = self.sequential.layer_outputs(x)
+        chosen = [every_layer[index] for index in self.indices]
+        return chosen[0] if self.single else chosen

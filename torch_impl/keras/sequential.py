@@ -159,11 +159,19 @@ class Sequential(L.LightningModule):
             raise validation.DualBackendError(f"{len(arrays)} weight arrays left over: not the same model.")
 
     def layer_outputs(self, x) -> list:
-        """Every layer's output, images back in Keras' NHWC layout (for the activation figures)."""
-        outputs, x = [], self.in_memory_format(x)
+        """Every layer's output, images back in Keras' NHWC layout (for the activation figures), and
+        flattened maps in Keras' (height, width, channels) order up to the Dense that reads them."""
+        outputs, x, keras_order = [], self.in_memory_format(x), None
         for layer in self.body:
+            if isinstance(layer, Flatten) and x.dim() == 4 and not layer.keras_order:
+                channels, height, width = x.shape[1:]
+                keras_order = torch.arange(x[0].numel(), device=x.device).reshape(channels, height, width) \
+                    .permute(1, 2, 0).flatten()
+            elif not isinstance(layer, (Dropout, AlphaDropout, Activation, Flatten)):
+                keras_order = None
             x = layer(x)
-            outputs.append(x.permute(0, 2, 3, 1) if x.dim() == 4 else x)
+            outputs.append(x.permute(0, 2, 3, 1) if x.dim() == 4 else x[:, keras_order] if keras_order is not None
+                           else x)
         return outputs
 
     # Speed-ups that change the numbers computed: flags, off by default.
