@@ -240,6 +240,7 @@ def test_a_layer_sets_its_own_weights_in_keras_layout(backend):
 
 IMAGES = _rng.random((16, 13, 13, 3)).astype("float32")
 FEATURES = _rng.normal(size=(16, 6)).astype("float32")
+EVEN_IMAGES = IMAGES[:, :12, :12]
 
 FORWARD_CASES = {
     **{f"Dense activation={name}": (lambda name=name: [keras.Input((6,)), keras.layers.Dense(5, activation=name)],
@@ -253,6 +254,16 @@ FORWARD_CASES = {
     "MaxPooling2D 2x2 on odd sizes": (lambda: [keras.Input((13, 13, 3)), keras.layers.MaxPooling2D()], IMAGES),
     "MaxPooling2D 3x3 strides 2": (lambda: [keras.Input((13, 13, 3)), keras.layers.MaxPooling2D(3, strides=2)],
                                    IMAGES),
+    **{f"Conv2D {k}x{k} padding='same' strides {stride} on {size}x{size}": (
+        lambda k=k, stride=stride, size=size: [keras.Input((size, size, 3)),
+                                               keras.layers.Conv2D(4, k, strides=stride, padding="same")],
+        IMAGES if size == 13 else EVEN_IMAGES)
+       for k in (2, 3) for stride in (1, 2) for size in (13, 12)},
+    **{f"MaxPooling2D {k}x{k} padding='same' strides {stride} on {size}x{size}": (
+        lambda k=k, stride=stride, size=size: [keras.Input((size, size, 3)),
+                                               keras.layers.MaxPooling2D(k, strides=stride, padding="same")],
+        (IMAGES if size == 13 else EVEN_IMAGES) - 0.5)  # negative values: the padding must never win
+       for k in (2, 3) for stride in (1, 2) for size in (13, 12)},
     "Flatten of convolution maps into Dense, Dropout between": (
         lambda: [keras.Input((13, 13, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
                  keras.layers.Dropout(0.5), keras.layers.Dense(3)], IMAGES),
@@ -330,6 +341,21 @@ def test_three_steps_of_each_optimizer_match_tf_keras(case):
     assert max_difference(keras_model.get_weights(), torch_model.get_weights()) <= 1e-5
 
 
+def test_three_steps_through_same_padding_match_tf_keras():
+    def layers():
+        return [keras.Input((13, 13, 3)), keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu"),
+                keras.layers.MaxPooling2D(2, padding="same"), keras.layers.Conv2D(4, 2, padding="same"),
+                keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")]
+
+    keras_model, torch_model = twins(layers)
+    x, y = np.concatenate([IMAGES] * 3), _rng.integers(0, 3, 48)
+    for model in (keras_model, torch_model):
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    assert keras_model.output_shape == torch_model.output_shape
+    assert max_difference(keras_model.get_weights(), torch_model.get_weights()) <= 1e-5
+
+
 def test_the_settings_reach_each_frameworks_optimizer():
     keras_model, torch_model = twins(step_layers)
     for model in (keras_model, torch_model):
@@ -378,9 +404,11 @@ def test_tf_nn_softmax_head_takes_its_loss_from_the_logits_as_tf_keras_does():
 # ---------------------------------------------------------------------- refusals, the same words on both backends
 
 DEFINITION_REFUSALS = {
-    "Conv2D(padding='same')": (lambda: keras.layers.Conv2D(8, 3, padding="same"),
-                               r"Conv2D\(padding='same'\) is not supported by dual-backend on either backend "
-                               r"\(padding: supported: 'valid'\)\. Conv2D takes: filters, kernel_size"),
+    "Conv2D(padding='causal')": (lambda: keras.layers.Conv2D(8, 3, padding="causal"),
+                                 r"Conv2D\(padding='causal'\) is not supported by dual-backend on either backend "
+                                 r"\(padding: supported: 'valid'/'same'\)\. Conv2D takes: filters, kernel_size"),
+    "Conv2D(dilation_rate=2)": (lambda: keras.layers.Conv2D(8, 3, dilation_rate=2),
+                                r"Conv2D\(dilation_rate=2\) is not supported"),
     "Dense(use_bias=False)": (lambda: keras.layers.Dense(3, use_bias=False),
                               r"Dense\(use_bias=False\) is not supported"),
     "Dense(kernel_initializer='he_normal')": (lambda: keras.layers.Dense(3, kernel_initializer="he_normal"),

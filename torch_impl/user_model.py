@@ -15,8 +15,9 @@ from torch_impl.keras import (Activation, AlphaDropout, BatchNormalization, Conv
 LAYERS = {
     "Flatten": lambda a: Flatten(),
     "Dense": lambda a: Dense(a["units"], activation=a["activation"]),
-    "Conv2D": lambda a: Conv2D(a["filters"], a["kernel_size"], activation=a["activation"], strides=a["strides"]),
-    "MaxPooling2D": lambda a: MaxPooling2D(a["pool_size"], a["strides"]),
+    "Conv2D": lambda a: Conv2D(a["filters"], a["kernel_size"], activation=a["activation"], strides=a["strides"],
+                               padding=a["padding"]),
+    "MaxPooling2D": lambda a: MaxPooling2D(a["pool_size"], a["strides"], padding=a["padding"]),
     "BatchNormalization": lambda a: BatchNormalization(momentum=a["momentum"], epsilon=a["epsilon"]),
     "Dropout": lambda a: Dropout(a["rate"]),
     "AlphaDropout": lambda a: AlphaDropout(a["rate"]),

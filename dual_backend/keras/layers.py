@@ -103,6 +103,9 @@ ACTIVATION = Option(None, convert=activation, shown=f"{', '.join(activations.BY_
 # Keras' initialiser names that the torch layers draw the same way (torch_impl/keras/layers.py).
 GLOROT_UNIFORM = only("glorot_uniform", "GlorotUniform")
 ZEROS = only("zeros", "Zeros")
+# Keras' paddings; 'same' pads as TensorFlow does (the extra row or column of an odd total after).
+PADDING = Option("valid", convert=lambda v: only("valid", "same").value(v.lower() if isinstance(v, str) else v),
+                 shown="'valid'/'same'")
 # Arguments every Keras layer takes: accepted at Keras' defaults only, except ``name``.
 COMMON = {"trainable": only(True), "dtype": only(None, "float32"), "activity_regularizer": only(None),
           "autocast": only(True)}
@@ -268,12 +271,12 @@ class Dense(Layer):
 
 
 class Conv2D(Layer):
-    """``keras.layers.Conv2D``, 'valid' padding: glorot-uniform kernel, zero bias."""
+    """``keras.layers.Conv2D``: glorot-uniform kernel, zero bias, 'valid' or 'same' padding."""
 
     required = ("filters", "kernel_size")
     required_options = {"filters": Option(None, convert=positive_integer, shown="a positive integer"),
                         "kernel_size": Option(None, convert=pair, shown="an int or two")}
-    options = {"strides": Option((1, 1), convert=pair, shown="an int or two"), "padding": only("valid"),
+    options = {"strides": Option((1, 1), convert=pair, shown="an int or two"), "padding": PADDING,
                "data_format": only(None, "channels_last"), "dilation_rate": only(1, (1, 1)), "groups": only(1),
                "activation": ACTIVATION, "use_bias": only(True), "kernel_initializer": GLOROT_UNIFORM,
                "bias_initializer": ZEROS, "kernel_regularizer": only(None), "bias_regularizer": only(None),
@@ -285,30 +288,24 @@ class Conv2D(Layer):
             raise DualBackendError(
                 f"Conv2D layer {self.name!r} expects inputs of shape (height, width, channels), got {input_shape}: "
                 "reshape the images to (N, height, width, 1), as the course does.")
-        (height, width, _), (kh, kw), (sh, sw) = input_shape, self.arguments["kernel_size"], self.arguments["strides"]
-        if height < kh or width < kw:
-            raise DualBackendError(f"Conv2D layer {self.name!r}: its {kh}x{kw} kernel does not fit inputs of "
-                                   f"{height}x{width} ('valid' padding).")
-        return ((height - kh) // sh + 1, (width - kw) // sw + 1, self.arguments["filters"])
+        return (*windows_out(self, input_shape, self.arguments["kernel_size"], self.arguments["strides"], "kernel"),
+                self.arguments["filters"])
 
 
 class MaxPooling2D(Layer):
-    """``keras.layers.MaxPooling2D``: strides default to the pool size, 'valid' padding."""
+    """``keras.layers.MaxPooling2D``: strides default to the pool size, 'valid' or 'same' padding."""
 
     options = {"pool_size": Option((2, 2), convert=pair, shown="an int or two"),
                "strides": Option(None, convert=lambda v: None if v is None else pair(v), shown="an int or two, None"),
-               "padding": only("valid"), "data_format": only(None, "channels_last")}
+               "padding": PADDING, "data_format": only(None, "channels_last")}
 
     def compute_output_shape(self, input_shape, channels_first):
         if len(input_shape) != 3:
             raise DualBackendError(f"MaxPooling2D layer {self.name!r} expects inputs of shape (height, width, "
                                    f"channels), got {input_shape}.")
-        (height, width, channels), (ph, pw) = input_shape, self.arguments["pool_size"]
-        sh, sw = self.arguments["strides"] or self.arguments["pool_size"]
-        if height < ph or width < pw:
-            raise DualBackendError(f"MaxPooling2D layer {self.name!r}: its {ph}x{pw} window does not fit inputs "
-                                   f"of {height}x{width} ('valid' padding).")
-        return ((height - ph) // sh + 1, (width - pw) // sw + 1, channels)
+        pool_size = self.arguments["pool_size"]
+        return (*windows_out(self, input_shape, pool_size, self.arguments["strides"] or pool_size, "window"),
+                input_shape[2])
 
 
 class BatchNormalization(Layer):
@@ -353,6 +350,17 @@ class Activation(Layer):
         if channels_first and len(input_shape) == 3:
             _no_softmax_over_maps(self, self.arguments["activation"])
         return input_shape
+
+
+def windows_out(layer: Layer, input_shape: tuple, window: tuple, strides: tuple, what: str) -> tuple[int, int]:
+    """Output (height, width) of a window sliding over images: ⌈size / stride⌉ with 'same' padding,
+    ⌊(size − window) / stride⌋ + 1 with 'valid'."""
+    if layer.arguments["padding"] == "same":
+        return tuple(-(-n // s) for n, s in zip(input_shape[:2], strides))
+    if any(n < k for n, k in zip(input_shape[:2], window)):
+        raise DualBackendError(f"{type(layer).__name__} layer {layer.name!r}: its {window[0]}x{window[1]} {what} "
+                               f"does not fit inputs of {input_shape[0]}x{input_shape[1]} with 'valid' padding.")
+    return tuple((n - k) // s + 1 for n, k, s in zip(input_shape[:2], window, strides))
 
 
 def _no_softmax_over_maps(layer: Layer, activation) -> None:

@@ -156,18 +156,48 @@ def _pair(value) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
+PADDINGS = ("valid", "same")
+
+
+def _padding(padding: str) -> str:
+    if padding not in PADDINGS:
+        raise validation.DualBackendError(f"Unknown padding {padding!r}. Valid paddings: {', '.join(PADDINGS)}.")
+    return padding
+
+
+def same_padding(size: tuple, window: tuple, strides: tuple) -> tuple[int, int, int, int] | None:
+    """TensorFlow's 'same' padding for a (height, width) input, as ``F.pad`` takes it (left, right, top,
+    bottom), or None when none is needed.  The output keeps ⌈size / stride⌉; of an odd total the extra
+    row or column goes after (bottom, right), which torch's symmetric ``padding=`` cannot say."""
+    pads = []
+    for n, k, s in zip(size, window, strides):
+        total = max((-(-n // s) - 1) * s + k - n, 0)
+        pads.append((total // 2, total - total // 2))
+    (top, bottom), (left, right) = pads
+    return (left, right, top, bottom) if any((top, bottom, left, right)) else None
+
+
+def windows_out(size: tuple, window: tuple, strides: tuple, padding: str) -> tuple[int, int]:
+    """Output (height, width) of a window sliding over ``size``: Keras' rule for 'valid' and 'same'."""
+    if padding == "same":
+        return tuple(-(-n // s) for n, s in zip(size, strides))
+    return tuple((n - k) // s + 1 for n, k, s in zip(size, window, strides))
+
+
 class Conv2D(Layer):
-    """``keras.layers.Conv2D``, 'valid' padding: glorot-uniform kernel, zero bias, NCHW inside.
+    """``keras.layers.Conv2D``: glorot-uniform kernel, zero bias, NCHW inside; 'valid' padding, or 'same'
+    as TensorFlow pads (``same_padding``).
 
     Shapes are given and reported as Keras' (height, width, channels).
     """
 
     keras_type = "Conv2D"
+    pads = None  # F.pad's (left, right, top, bottom) for 'same' padding, set by build
 
-    def __init__(self, filters: int, kernel_size, activation: str | None = None, strides=1):
+    def __init__(self, filters: int, kernel_size, activation: str | None = None, strides=1, padding="valid"):
         super().__init__()
         self.filters, self.kernel_size, self.strides = filters, _pair(kernel_size), _pair(strides)
-        self.activation = _activation(activation)
+        self.activation, self.padding = _activation(activation), _padding(padding)
 
     def build(self, input_shape):
         if len(input_shape) != 3:
@@ -180,8 +210,9 @@ class Conv2D(Layer):
         # glorot_uniform on OIHW: fans are in/out channels times the window, as Keras counts them on HWIO.
         nn.init.xavier_uniform_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
-        (kh, kw), (sh, sw) = self.kernel_size, self.strides
-        return ((height - kh) // sh + 1, (width - kw) // sw + 1, self.filters)
+        if self.padding == "same":
+            self.pads = same_padding((height, width), self.kernel_size, self.strides)
+        return (*windows_out((height, width), self.kernel_size, self.strides, self.padding), self.filters)
 
     def keras_tensors(self):
         return [self.conv.weight, self.conv.bias]
@@ -194,26 +225,32 @@ class Conv2D(Layer):
 
     def forward(self, x):
         # In place: a convolution does not need its output for its own backward pass.
-        x = self.conv(x)
+        x = self.conv(F.pad(x, self.pads) if self.pads else x)
         return F.relu(x, inplace=True) if self.activation == "relu" else ACTIVATIONS[self.activation](x)
 
 
 class MaxPooling2D(Layer):
-    """``keras.layers.MaxPooling2D``: strides default to the pool size, 'valid' padding (floor)."""
+    """``keras.layers.MaxPooling2D``: strides default to the pool size; 'valid' padding (floor), or
+    'same' as TensorFlow pads, where the padding never wins (−∞)."""
 
     keras_type = "MaxPooling2D"
+    pads = None  # F.pad's (left, right, top, bottom) for 'same' padding, set by build
 
-    def __init__(self, pool_size=(2, 2), strides=None):
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid"):
         super().__init__()
         self.pool_size = _pair(pool_size)
         self.strides = _pair(strides) if strides is not None else self.pool_size
+        self.padding = _padding(padding)
 
     def build(self, input_shape):
         height, width, channels = input_shape
-        (ph, pw), (sh, sw) = self.pool_size, self.strides
-        return ((height - ph) // sh + 1, (width - pw) // sw + 1, channels)
+        if self.padding == "same":
+            self.pads = same_padding((height, width), self.pool_size, self.strides)
+        return (*windows_out((height, width), self.pool_size, self.strides, self.padding), channels)
 
     def forward(self, x):
+        if self.pads:
+            x = F.pad(x, self.pads, value=-math.inf)
         if cpu_kernels.contiguous_on_cpu(x):
             return cpu_kernels.max_pool2d(x, self.pool_size, self.strides)
         return F.max_pool2d(x, self.pool_size, self.strides)
