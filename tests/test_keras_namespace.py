@@ -264,6 +264,22 @@ FORWARD_CASES = {
                                                keras.layers.MaxPooling2D(k, strides=stride, padding="same")],
         (IMAGES if size == 13 else EVEN_IMAGES) - 0.5)  # negative values: the padding must never win
        for k in (2, 3) for stride in (1, 2) for size in (13, 12)},
+    **{f"AveragePooling2D {k}x{k} padding={padding!r} strides {stride} on {size}x{size}": (
+        lambda k=k, stride=stride, size=size, padding=padding: [
+            keras.Input((size, size, 3)), keras.layers.AveragePooling2D(k, strides=stride, padding=padding)],
+        IMAGES if size == 13 else EVEN_IMAGES)
+       for k in (2, 3) for stride in (1, 2) for size in (13, 12) for padding in ("valid", "same")},
+    "GlobalAveragePooling2D after Conv2D": (
+        lambda: [keras.Input((13, 13, 3)), keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D(),
+                 keras.layers.Dense(2)], IMAGES),
+    "Reshape flat inputs into images for Conv2D": (
+        lambda: [keras.Input((507,)), keras.layers.Reshape((13, 13, 3)), keras.layers.Conv2D(4, 3),
+                 keras.layers.Reshape((-1,)), keras.layers.Dense(2)], IMAGES.reshape(16, -1)),
+    "Reshape of convolution maps into rows": (
+        lambda: [keras.Input((13, 13, 3)), keras.layers.Conv2D(4, 3), keras.layers.Reshape((11, 44))], IMAGES),
+    "Rescaling(1/255, offset=-0.5) before Conv2D": (
+        lambda: [keras.Input((13, 13, 3)), keras.layers.Rescaling(1 / 255, offset=-0.5), keras.layers.Conv2D(4, 3)],
+        IMAGES * 255),
     "Flatten of convolution maps into Dense, Dropout between": (
         lambda: [keras.Input((13, 13, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
                  keras.layers.Dropout(0.5), keras.layers.Dense(3)], IMAGES),
@@ -353,6 +369,21 @@ def test_three_steps_through_same_padding_match_tf_keras():
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
         model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
     assert keras_model.output_shape == torch_model.output_shape
+    assert max_difference(keras_model.get_weights(), torch_model.get_weights()) <= 1e-5
+
+
+def test_three_steps_through_average_pooling_reshape_and_global_pooling_match_tf_keras():
+    def layers():
+        return [keras.Input((507,)), keras.layers.Rescaling(2.0), keras.layers.Reshape((13, 13, 3)),
+                keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.AveragePooling2D(2, padding="same"),
+                keras.layers.Conv2D(4, 2), keras.layers.GlobalAveragePooling2D(),
+                keras.layers.Dense(3, activation="softmax")]
+
+    keras_model, torch_model = twins(layers)
+    x, y = np.concatenate([IMAGES] * 3).reshape(48, -1), _rng.integers(0, 3, 48)
+    for model in (keras_model, torch_model):
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
     assert max_difference(keras_model.get_weights(), torch_model.get_weights()) <= 1e-5
 
 

@@ -9,8 +9,9 @@ are the defaults those layers are written with.
 import functools
 
 from torch_impl.backend import TorchModel as Model  # the front end's model on this backend
-from torch_impl.keras import (Activation, AlphaDropout, BatchNormalization, Conv2D, Dense, Dropout, Flatten, Input,
-                              KerasAdam, KerasRMSprop, KerasSGD, MaxPooling2D, Sequential)
+from torch_impl.keras import (Activation, AlphaDropout, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout,
+                              Flatten, GlobalAveragePooling2D, Input, KerasAdam, KerasRMSprop, KerasSGD, MaxPooling2D,
+                              Rescaling, Reshape, Sequential)
 
 LAYERS = {
     "Flatten": lambda a: Flatten(),
@@ -18,6 +19,10 @@ LAYERS = {
     "Conv2D": lambda a: Conv2D(a["filters"], a["kernel_size"], activation=a["activation"], strides=a["strides"],
                                padding=a["padding"]),
     "MaxPooling2D": lambda a: MaxPooling2D(a["pool_size"], a["strides"], padding=a["padding"]),
+    "AveragePooling2D": lambda a: AveragePooling2D(a["pool_size"], a["strides"], padding=a["padding"]),
+    "GlobalAveragePooling2D": lambda a: GlobalAveragePooling2D(),
+    "Reshape": lambda a: Reshape(a["target_shape"]),
+    "Rescaling": lambda a: Rescaling(a["scale"], a["offset"]),
     "BatchNormalization": lambda a: BatchNormalization(momentum=a["momentum"], epsilon=a["epsilon"]),
     "Dropout": lambda a: Dropout(a["rate"]),
     "AlphaDropout": lambda a: AlphaDropout(a["rate"]),

@@ -308,6 +308,59 @@ class MaxPooling2D(Layer):
                 input_shape[2])
 
 
+class AveragePooling2D(MaxPooling2D):
+    """``keras.layers.AveragePooling2D``: the mean of each window; with 'same' padding, of the window's
+    cells inside the image, as TensorFlow counts them."""
+
+
+class GlobalAveragePooling2D(Layer):
+    """``keras.layers.GlobalAveragePooling2D``: each channel's mean over height and width."""
+
+    options = {"data_format": only(None, "channels_last"), "keepdims": only(False)}
+
+    def compute_output_shape(self, input_shape, channels_first):
+        if len(input_shape) != 3:
+            raise DualBackendError(f"GlobalAveragePooling2D layer {self.name!r} expects inputs of shape (height, "
+                                   f"width, channels), got {input_shape}.")
+        return input_shape[2:]
+
+
+def target_shape(value):
+    dims = tuple(int(d) for d in value)
+    if not dims or any(d < 1 and d != -1 for d in dims) or dims.count(-1) > 1:
+        raise ValueError("a tuple of positive integers, one of them may be -1")
+    return dims
+
+
+class Reshape(Layer):
+    """``keras.layers.Reshape``: each sample's values, in Keras' order, into ``target_shape``."""
+
+    required = ("target_shape",)
+    required_options = {"target_shape": Option(None, convert=target_shape, shown="a tuple of positive integers")}
+
+    def compute_output_shape(self, input_shape, channels_first):
+        size, wanted = math.prod(input_shape), self.arguments["target_shape"]
+        known = math.prod(d for d in wanted if d != -1)
+        if size % known or (-1 not in wanted and size != known):
+            raise DualBackendError(f"Reshape layer {self.name!r} cannot reshape inputs of shape {input_shape} "
+                                   f"({size} values) into {wanted}.")
+        return tuple(size // known if d == -1 else d for d in wanted)
+
+
+def scalar(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError("a number (per-channel arrays are not supported)")
+    return float(value)
+
+
+class Rescaling(Layer):
+    """``keras.layers.Rescaling``: ``x · scale + offset`` (the course's ``Rescaling(1./255)``)."""
+
+    required = ("scale",)
+    required_options = {"scale": Option(None, convert=scalar, shown="a number")}
+    options = {"offset": Option(0.0, convert=scalar, shown="a number")}
+
+
 class BatchNormalization(Layer):
     """``keras.layers.BatchNormalization``: momentum 0.99, ε 1e-3, over the last axis."""
 
@@ -371,11 +424,14 @@ def _no_softmax_over_maps(layer: Layer, activation) -> None:
             "with the softmax.")
 
 
-LAYERS = {kind.__name__: kind for kind in (Flatten, Dense, Conv2D, MaxPooling2D, BatchNormalization, Dropout,
-                                           AlphaDropout, Activation)}
+LAYERS = {kind.__name__: kind for kind in (Flatten, Dense, Conv2D, MaxPooling2D, AveragePooling2D,
+                                           GlobalAveragePooling2D, BatchNormalization, Dropout, AlphaDropout,
+                                           Activation, Reshape, Rescaling)}
 # Layers a torch model may hold between a Flatten of convolution maps and the Dense that reads it:
 # they keep each value in its place, so the Dense still gets Keras' weight order (torch_impl/keras/sequential.py).
-ELEMENTWISE = (Dropout, AlphaDropout, Activation, Flatten)
+ELEMENTWISE = (Dropout, AlphaDropout, Activation, Flatten, Rescaling)
+# Layers after which the torch backend holds images channels first (NCHW).
+CHANNELS_FIRST = (Conv2D, MaxPooling2D, GlobalAveragePooling2D)
 
 
 def __getattr__(name: str):

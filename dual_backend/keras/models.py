@@ -121,8 +121,7 @@ class Sequential(FrontEndModel):
         one backend would compute differently from the other, in the same words on both."""
         if not self.layers:
             raise DualBackendError(f"Model {self.name!r} has no layers: add some before using it.")
-        channels_first = any(isinstance(layer, (layer_descriptions.Conv2D, layer_descriptions.MaxPooling2D))
-                             for layer in self.layers)
+        channels_first = any(isinstance(layer, layer_descriptions.CHANNELS_FIRST) for layer in self.layers)
         shapes, shape, flattened_images = [], tuple(input_shape), None
         for layer in self.layers:
             if flattened_images is not None and not isinstance(layer, (layer_descriptions.Dense,

@@ -229,11 +229,10 @@ class Conv2D(Layer):
         return F.relu(x, inplace=True) if self.activation == "relu" else ACTIVATIONS[self.activation](x)
 
 
-class MaxPooling2D(Layer):
-    """``keras.layers.MaxPooling2D``: strides default to the pool size; 'valid' padding (floor), or
-    'same' as TensorFlow pads, where the padding never wins (−∞)."""
+class Pooling2D(Layer):
+    """Keras' 2-D poolings: strides default to the pool size; 'valid' padding (floor), or 'same' as
+    TensorFlow pads (``same_padding``)."""
 
-    keras_type = "MaxPooling2D"
     pads = None  # F.pad's (left, right, top, bottom) for 'same' padding, set by build
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid"):
@@ -248,12 +247,83 @@ class MaxPooling2D(Layer):
             self.pads = same_padding((height, width), self.pool_size, self.strides)
         return (*windows_out((height, width), self.pool_size, self.strides, self.padding), channels)
 
+
+class MaxPooling2D(Pooling2D):
+    """``keras.layers.MaxPooling2D``; with 'same' padding, the padding never wins (−∞)."""
+
+    keras_type = "MaxPooling2D"
+
     def forward(self, x):
         if self.pads:
             x = F.pad(x, self.pads, value=-math.inf)
         if cpu_kernels.contiguous_on_cpu(x):
             return cpu_kernels.max_pool2d(x, self.pool_size, self.strides)
         return F.max_pool2d(x, self.pool_size, self.strides)
+
+
+class AveragePooling2D(Pooling2D):
+    """``keras.layers.AveragePooling2D``: the mean of each window; with 'same' padding, of the window's
+    cells inside the image, as TensorFlow counts them (torch's symmetric padding would count the
+    padding, or pad on the other side)."""
+
+    keras_type = "AveragePooling2D"
+
+    def forward(self, x):
+        if not self.pads:
+            return F.avg_pool2d(x, self.pool_size, self.strides)
+        sums = F.avg_pool2d(F.pad(x, self.pads), self.pool_size, self.strides, divisor_override=1)
+        inside = F.avg_pool2d(F.pad(torch.ones_like(x[:1, :1]), self.pads), self.pool_size, self.strides,
+                              divisor_override=1)
+        return sums / inside
+
+
+class GlobalAveragePooling2D(Layer):
+    """``keras.layers.GlobalAveragePooling2D``: each channel's mean over height and width."""
+
+    keras_type = "GlobalAveragePooling2D"
+
+    def build(self, input_shape):
+        return input_shape[-1:]
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+class Reshape(Layer):
+    """``keras.layers.Reshape``: Keras reshapes its NHWC values; in a model that holds images as NCHW
+    (``channels_first``, set by Sequential) images are turned to NHWC before and back after, so that the
+    values land where Keras puts them."""
+
+    keras_type = "Reshape"
+    channels_first = False
+
+    def __init__(self, target_shape):
+        super().__init__()
+        self.target_shape = tuple(target_shape)
+
+    def build(self, input_shape):
+        known = math.prod(d for d in self.target_shape if d != -1)
+        self.output = tuple(math.prod(input_shape) // known if d == -1 else d for d in self.target_shape)
+        return self.output
+
+    def forward(self, x):
+        if self.channels_first and x.dim() == 4:
+            x = x.permute(0, 2, 3, 1)
+        x = x.reshape(len(x), *self.output)
+        return x.permute(0, 3, 1, 2) if self.channels_first and x.dim() == 4 else x
+
+
+class Rescaling(Layer):
+    """``keras.layers.Rescaling``: ``x · scale + offset``."""
+
+    keras_type = "Rescaling"
+
+    def __init__(self, scale: float, offset: float = 0.0):
+        super().__init__()
+        self.scale, self.offset = scale, offset
+
+    def forward(self, x):
+        return x * self.scale + self.offset
 
 
 class BatchNormalization(Layer):

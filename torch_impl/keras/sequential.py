@@ -15,7 +15,10 @@ from torch import nn
 from dual_backend import validation
 from torch_impl.fast import chunks, cuda_graph, pool_first
 from torch_impl.keras.layers import (PROBABILITY_HEADS, Activation, AlphaDropout, Conv2D, Dense, Dropout, Flatten, Input,
-                                     MaxPooling2D, keras_names)
+                                     GlobalAveragePooling2D, Pooling2D, Rescaling, Reshape, keras_names)
+
+# Layers that keep each value in its place: a Flatten of NCHW maps stays unread until a Dense after them.
+IN_PLACE = (Dropout, AlphaDropout, Activation, Flatten, Rescaling)
 from torch_impl.keras.losses import EpochMeans, correct_predictions, keras_loss
 from torch_impl.keras.optimizers import make_optimizer
 
@@ -29,7 +32,7 @@ class Sequential(L.LightningModule):
         if not isinstance(first, Input):
             raise validation.DualBackendError("A Sequential model starts with Input(shape=...).")
         # Images go in as NCHW; Keras' (height, width, channels) shapes stay the public ones.
-        self.channels_first = any(isinstance(layer, (Conv2D, MaxPooling2D)) for layer in rest)
+        self.channels_first = any(isinstance(layer, (Conv2D, Pooling2D, GlobalAveragePooling2D)) for layer in rest)
         shape, self.output_shapes = first.shape, []
         # A Flatten of NCHW maps gives the values in (channels, height, width) order: the Dense that reads
         # them takes its weights in Keras' order (``Dense.flattened_from``); with no Dense after it, the
@@ -40,8 +43,10 @@ class Sequential(L.LightningModule):
                 flatten, flattened_from = layer, shape
             elif isinstance(layer, Dense) and flattened_from:
                 layer.flattened_from, flatten, flattened_from = flattened_from, None, None
-            elif not isinstance(layer, (Dropout, AlphaDropout, Activation, Flatten)):  # they keep the order
+            elif not isinstance(layer, IN_PLACE):
                 flatten, flattened_from = None, None
+            if isinstance(layer, Reshape):
+                layer.channels_first = self.channels_first
             shape = layer.build(shape)
             self.output_shapes.append((None, *shape))
         if flatten is not None:
@@ -167,7 +172,7 @@ class Sequential(L.LightningModule):
                 channels, height, width = x.shape[1:]
                 keras_order = torch.arange(x[0].numel(), device=x.device).reshape(channels, height, width) \
                     .permute(1, 2, 0).flatten()
-            elif not isinstance(layer, (Dropout, AlphaDropout, Activation, Flatten)):
+            elif not isinstance(layer, IN_PLACE):
                 keras_order = None
             x = layer(x)
             outputs.append(x.permute(0, 2, 3, 1) if x.dim() == 4 else x[:, keras_order] if keras_order is not None
