@@ -113,6 +113,7 @@ class Model(abc.ABC):
         self.rank = 0  # this process's rank in a data-parallel fit; only rank 0 reports and saves
         self.stop_training = False
         self.optimizer = self.loss = None
+        self.optimizer_description = None  # a dual_backend.keras.optimizers description given to compile
         self.metrics: list[str] = []
 
     # ------------------------------------------------------------------ Keras surface
@@ -139,6 +140,7 @@ class Model(abc.ABC):
 
         self.loss = validation.loss_name(loss)
         self.metrics = validation.metric_names(metrics)
+        self.optimizer_description = optimizer if isinstance(optimizer, Optimizer) else None  # (what save keeps)
         if isinstance(optimizer, Optimizer):  # keras.optimizers.Adam(...): the framework's own, with its settings
             optimizer = self._built_optimizer(optimizer)
         self.optimizer = optimizer if self._is_optimizer(optimizer) else validation.optimizer_name(optimizer)
@@ -351,6 +353,12 @@ class Model(abc.ABC):
 
     def set_weights(self, weights) -> None:
         self._set_weights(list(weights))
+
+    def definition(self) -> dict | None:
+        """A ``dual_backend.keras`` model's layers as plain values, which a saved file keeps so that the
+        model can be built again when it is loaded (``dual_backend.keras.models.from_definition``);
+        None for a lesson, which is built again by name."""
+        return None
 
     def layer_names(self) -> list[str]:
         return [name for name, *_ in self.layer_rows()]

@@ -563,3 +563,24 @@ def test_to_categorical_gives_float32_one_hot_rows():
     np.testing.assert_array_equal(keras.utils.to_categorical([[2], [0]], num_classes=3),
                                   np.array([[0, 0, 1], [1, 0, 0]], dtype=np.float32))
     assert keras.utils.to_categorical(np.array([1, 3])).dtype == np.float32
+
+
+# ---------------------------------------------------------------------- save and load
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_saved_model_loads_with_its_weights_and_compile_settings(backend, tmp_path):
+    model = defined_on(backend, cnn_layers)
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.5), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    x, y = _rng.random((32, 28, 28, 1)).astype("float32"), _rng.integers(0, 10, 32)
+    model.fit(x, y, epochs=1, verbose=0)
+    path = tmp_path / ("model.keras" if backend == "keras" else "model.pt")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.backend == backend and loaded.layer_names() == model.layer_names()
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.evaluate(x, y) == pytest.approx(model.evaluate(x, y), rel=1e-6)
+    if backend == "torch":  # built again from the saved layer descriptions, with its optimizer's settings
+        assert isinstance(loaded, keras.Sequential) and loaded.optimizer_description.settings == \
+            {"learning_rate": 0.05, "momentum": 0.5, "nesterov": False}

@@ -611,7 +611,7 @@ class TorchModel(Model):
         checkpoint = {
             "format": "dual-backend/torch/1", "lesson": self.lesson, "variant": self.variant,
             "options": self.options, "optimizer": self.optimizer if isinstance(self.optimizer, str) else None,
-            "loss": self.loss, "metrics": self.metrics,
+            "loss": self.loss, "metrics": self.metrics, "definition": self.definition(),
             "state_dict": {k: v.cpu() for k, v in self.module.state_dict().items()},
         }
         atomic_write(path, lambda temporary: torch.save(checkpoint, temporary))
@@ -656,9 +656,16 @@ def load(path, device) -> TorchModel:
     checkpoint = load_tensors(path, "a readable dual-backend torch checkpoint")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != "dual-backend/torch/1":
         raise DualBackendError(f"{path} is not a dual-backend torch checkpoint (no 'format' entry).")
-    model = dual_backend.build(checkpoint["lesson"], backend="torch", variant=checkpoint["variant"],
-                               device=device, **checkpoint["options"])
+    optimizer = checkpoint["optimizer"] or "rmsprop"
+    if checkpoint.get("definition"):  # a dual_backend.keras model: built again from its layers
+        from dual_backend.keras.models import from_definition
+
+        model, description = from_definition(checkpoint["definition"], "torch")
+        optimizer = description or optimizer
+    else:
+        model = dual_backend.build(checkpoint["lesson"], backend="torch", variant=checkpoint["variant"],
+                                   device=device, **checkpoint["options"])
     model.module.load_state_dict(checkpoint["state_dict"])
-    model.compile(optimizer=checkpoint["optimizer"] or "rmsprop", loss=checkpoint["loss"],
-                  metrics=checkpoint["metrics"])
+    if checkpoint["loss"] is not None:
+        model.compile(optimizer=optimizer, loss=checkpoint["loss"], metrics=checkpoint["metrics"])
     return model

@@ -34,6 +34,13 @@ def builder(backend: str):
     return importlib.import_module(BUILDERS[backend])
 
 
+def on_backend(backend: str) -> type:
+    """``Sequential`` combined with the backend's own model class (``KerasModel`` or ``TorchModel``)."""
+    if backend not in _classes:
+        _classes[backend] = type("Sequential", (Sequential, builder(backend).Model), {"__module__": __name__})
+    return _classes[backend]
+
+
 class Sequential(FrontEndModel):
     """``keras.Sequential(layers=None, name=None)``: layers in order, ``add()`` for one more.
 
@@ -42,13 +49,7 @@ class Sequential(FrontEndModel):
     """
 
     def __new__(cls, *args, **kwargs):
-        if cls is Sequential:
-            backend = config.backend()
-            if backend not in _classes:
-                model_class = builder(backend).Model
-                _classes[backend] = type("Sequential", (Sequential, model_class), {"__module__": __name__})
-            cls = _classes[backend]
-        return super().__new__(cls)
+        return super().__new__(on_backend(config.backend()) if cls is Sequential else cls)
 
     def __init__(self, layers=None, trainable: bool = True, name: str | None = None):
         FrontEndModel.__init__(self, None, None, {}, "auto")
@@ -143,6 +144,7 @@ class Sequential(FrontEndModel):
         build = builder(self.backend)
         framework_model = build.build_model(self.layers, input_shape, self.name)
         # Now the backend's own model: KerasModel.__init__ or TorchModel.__init__ on the built model.
+        description = self.optimizer_description  # (compile's, kept across the backend's __init__)
         super(Sequential, self).__init__(framework_model, None, None, {}, "auto")
         for layer, built_layer, shape in zip(self.layers, build.built_layers(framework_model), shapes):
             layer.built_layer, layer.output_shape = built_layer, (None, *shape)
@@ -150,6 +152,7 @@ class Sequential(FrontEndModel):
         if self._compiled_with is not None:
             optimizer, loss, metrics = self._compiled_with
             self.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+            self.optimizer_description = description
 
     def _build_from_inputs(self, x) -> None:
         """Keras' deferred build: the input shape from the first batch of ``x``."""
@@ -224,6 +227,13 @@ class Sequential(FrontEndModel):
     def inputs(self) -> list:
         return [self.input]
 
+    def definition(self) -> dict:
+        self._require_built()
+        return {"name": self.name, "input_shape": self._input_shape,
+                "layers": [(type(layer).__name__, layer.arguments, layer.name) for layer in self.layers],
+                "optimizer": None if self.optimizer_description is None else
+                (type(self.optimizer_description).__name__, self.optimizer_description.settings)}
+
     def get_layer(self, name: str | None = None, index: int | None = None):
         """Keras' ``model.get_layer(name=...)`` or ``(index=...)``."""
         if index is not None:
@@ -239,6 +249,20 @@ def load_model(path, device: str = "auto") -> FrontEndModel:
     import dual_backend
 
     return dual_backend.load_model(path, device)
+
+
+def from_definition(definition: dict, backend: str) -> Sequential:
+    """The model a saved ``definition()`` describes, built on ``backend`` with fresh weights, and the
+    optimizer description it was compiled with (or None)."""
+    from dual_backend.keras import optimizers
+
+    layers = [layer_descriptions.Input(definition["input_shape"])]
+    for kind, arguments, name in definition["layers"]:
+        layers.append(layer_descriptions.LAYERS[kind](**arguments, name=name))
+    model = on_backend(backend)(layers, name=definition["name"])
+    model.build()
+    optimizer = definition.get("optimizer")
+    return model, None if optimizer is None else getattr(optimizers, optimizer[0])(**optimizer[1])
 
 
 class SymbolicTensor:
