@@ -25,3 +25,18 @@ def built_layers(model) -> list:
 def optimizer(description):
     """``keras.optimizers.Adam(...)`` as tf.keras' own Adam with the same settings."""
     return getattr(tf.keras.optimizers, type(description).__name__)(**description.settings)
+
+
+LABEL_MODES = {"binary": "binary", "categorical": "categorical", "sparse": "int"}  # flow_from_directory's names
+
+
+def pipeline(flow, repeat: bool, model=None):
+    """A ``flow_from_directory`` description as a tf.data pipeline: Keras' folder reader, then ``rescale``;
+    repeated when ``fit`` reads it on across epochs (``steps_per_epoch``)."""
+    dataset = tf.keras.utils.image_dataset_from_directory(
+        flow.directory, label_mode=LABEL_MODES[flow.class_mode], color_mode="rgb", image_size=flow.target_size,
+        batch_size=flow.batch_size, shuffle=flow.shuffle, seed=flow.seed, verbose=False)
+    if flow.rescale is not None:
+        rescale = flow.rescale
+        dataset = dataset.map(lambda x, y: (x * rescale, y))
+    return (dataset.repeat() if repeat else dataset).prefetch(tf.data.AUTOTUNE)

@@ -584,3 +584,61 @@ def test_a_saved_model_loads_with_its_weights_and_compile_settings(backend, tmp_
     if backend == "torch":  # built again from the saved layer descriptions, with its optimizer's settings
         assert isinstance(loaded, keras.Sequential) and loaded.optimizer_description.settings == \
             {"learning_rate": 0.05, "momentum": 0.5, "nesterov": False}
+
+
+# ---------------------------------------------------------------------- image folders (course note 003, horse-or-human)
+
+
+def folder_layers():
+    return [keras.layers.Conv2D(4, 3, strides=4, activation="relu"), keras.layers.MaxPooling2D(4),
+            keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")]
+
+
+def validation_folder():
+    return dual_backend.data.horse_or_human_dirs()[1]
+
+
+def dense_only_layers():
+    return [keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")]
+
+
+@pytest.mark.parametrize("make_layers", [folder_layers, dense_only_layers])
+def test_image_folders_flow_as_the_same_batches_on_both_backends(make_layers):
+    """Unshuffled, the two pipelines give the same pixels and labels: equal predictions and losses
+    (images channels first for a convolutional torch model, in Keras' layout for a dense one)."""
+    generator = keras.preprocessing.image.ImageDataGenerator(rescale=1 / 255)
+    flow = generator.flow_from_directory(validation_folder(), target_size=(300, 300), batch_size=64,
+                                         class_mode="binary", shuffle=False)
+    keras_model, torch_model = (defined_on(backend, make_layers) for backend in BACKENDS)
+    keras_model.predict(flow)  # builds it: the input shape comes from the flow
+    torch_model.build((None, 300, 300, 3))
+    torch_model.set_weights(keras_model.get_weights())
+    predictions = [model.predict(flow) for model in (keras_model, torch_model)]
+    assert predictions[0].shape == (256, 1)
+    assert max_difference(*[[p] for p in predictions]) <= 1e-5
+    for model in (keras_model, torch_model):
+        model.compile(optimizer="rmsprop", loss="binary_crossentropy", metrics=["acc"])
+    assert keras_model.evaluate(flow) == pytest.approx(torch_model.evaluate(flow), rel=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fit_reads_a_flow_on_across_epochs_with_steps_per_epoch(backend):
+    dual_backend.set_backend(backend)
+    train_datagen = keras.preprocessing.image.ImageDataGenerator(rescale=1 / 255)
+    train_generator = train_datagen.flow_from_directory(validation_folder(), target_size=(300, 300),
+                                                        batch_size=32, class_mode="binary")
+    model = keras.Sequential(folder_layers())
+    model.compile(loss="binary_crossentropy", optimizer=keras.optimizers.RMSprop(learning_rate=0.001),
+                  metrics=["acc"])
+    history = model.fit(train_generator, steps_per_epoch=2, epochs=2, verbose=0)
+    assert list(history.history) == ["loss", "acc"] and len(history.history["loss"]) == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_augmentation_and_resizing_are_refused_as_the_flow_is_defined(backend):
+    dual_backend.set_backend(backend)
+    with pytest.raises(DualBackendError, match=r"ImageDataGenerator\(rotation_range=40\) is not supported"):
+        keras.preprocessing.image.ImageDataGenerator(rescale=1 / 255, rotation_range=40)
+    generator = keras.preprocessing.image.ImageDataGenerator(rescale=1 / 255)
+    with pytest.raises(DualBackendError, match=r"target_size=\(150, 150\)\) would resize .* \(300x300\)"):
+        generator.flow_from_directory(validation_folder(), target_size=(150, 150), class_mode="binary")

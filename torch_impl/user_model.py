@@ -8,6 +8,12 @@ are the defaults those layers are written with.
 
 import functools
 
+import torch
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+
+from torch_impl.backend import Repeat
+from torch_impl.horse_or_human import WORKERS, binary_label, to_rgb
 from torch_impl.backend import TorchModel as Model  # the front end's model on this backend
 from torch_impl.keras import (Activation, AlphaDropout, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout,
                               Flatten, GlobalAveragePooling2D, Input, KerasAdam, KerasRMSprop, KerasSGD, MaxPooling2D,
@@ -55,3 +61,33 @@ OPTIMIZERS = {
 def optimizer(description):
     """``keras.optimizers.Adam(...)`` as the Keras-rule optimizer to make once the parameters exist."""
     return OPTIMIZERS[type(description).__name__](description.settings)
+
+
+class Pixels:
+    """An image's pixels as floats times ``rescale`` (None: 0-255 as read), CHW for a model that holds
+    images channels first, else Keras' HWC."""
+
+    def __init__(self, rescale, channels_first: bool):
+        self.rescale, self.channels_first = rescale, channels_first
+
+    def __call__(self, image):
+        pixels = transforms.functional.pil_to_tensor(image).to(torch.get_default_dtype())
+        pixels = pixels if self.channels_first else pixels.permute(1, 2, 0)
+        return pixels if self.rescale is None else pixels * self.rescale
+
+
+def one_hot(index, classes: int):
+    return torch.nn.functional.one_hot(torch.tensor(index), classes).to(torch.get_default_dtype())
+
+
+def pipeline(flow, repeat: bool, model):
+    """A ``flow_from_directory`` description as torchvision's ``ImageFolder`` in a ``DataLoader``;
+    a :class:`Repeat` of it when ``fit`` reads it on across epochs (``steps_per_epoch``)."""
+    labels = {"binary": binary_label, "categorical": functools.partial(one_hot, classes=len(flow.counts)),
+              "sparse": None}[flow.class_mode]
+    folder = datasets.ImageFolder(flow.directory, target_transform=labels, transform=transforms.Compose(
+        [transforms.Lambda(to_rgb), Pixels(flow.rescale, model.module.channels_first)]))
+    generator = torch.Generator().manual_seed(flow.seed) if flow.seed is not None else None
+    loader = DataLoader(folder, batch_size=flow.batch_size, shuffle=flow.shuffle, generator=generator,
+                        num_workers=WORKERS, persistent_workers=WORKERS > 0 and repeat)
+    return Repeat(loader) if repeat else loader

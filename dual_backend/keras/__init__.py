@@ -26,16 +26,17 @@ Where each piece lives:
 - ``models.py`` — ``Sequential``: building once the input shape is known;
   ``Model(inputs=model.input, outputs=[layer.output ...])`` for the layers' outputs;
 - ``config.py`` — which backend; ``callbacks`` — ``dual_backend.callbacks``;
-- ``datasets.py`` — ``fashion_mnist`` and ``mnist``; ``utils.py`` — ``to_categorical``.
+- ``datasets.py`` — ``fashion_mnist`` and ``mnist``; ``utils.py`` — ``to_categorical``;
+- ``preprocessing.py`` — ``ImageDataGenerator(rescale=...).flow_from_directory(...)``.
 
 What is not covered is refused when the model is defined, naming the layer,
 the argument and what is supported, in the same words on both backends.
 """
 
 from dual_backend import callbacks
-from dual_backend.keras import activations, config, datasets, layers, models, optimizers, utils
+from dual_backend.keras import activations, config, datasets, layers, models, optimizers, preprocessing, utils
 from dual_backend.keras.layers import Input
 from dual_backend.keras.models import Model, Sequential
 
 __all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "config", "datasets", "layers", "models",
-           "optimizers", "utils"]
+           "optimizers", "preprocessing", "utils"]

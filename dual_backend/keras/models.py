@@ -19,6 +19,7 @@ import numpy as np
 from dual_backend.errors import DualBackendError
 from dual_backend.keras import config
 from dual_backend.keras import layers as layer_descriptions
+from dual_backend.keras.preprocessing import DirectoryFlow
 from dual_backend.model import Model as FrontEndModel
 
 # The module of each backend that builds a dual_backend.keras model with its framework.
@@ -181,15 +182,30 @@ class Sequential(FrontEndModel):
             return
         super()._compile(optimizer, loss, metrics)
 
+    def _from_flow(self, x, repeat: bool = False):
+        """A ``flow_from_directory`` description as the backend's own pipeline (anything else as it is)."""
+        if not isinstance(x, DirectoryFlow):
+            return x
+        if self._input_shape is None:
+            self._input_shape = x.image_shape
+        self.build()
+        return builder(self.backend).pipeline(x, repeat, self)
+
     def fit(self, x=None, y=None, *args, **kwargs):
+        # Keras reads a DirectoryIterator on from epoch to epoch when steps_per_epoch is given.
+        x = self._from_flow(x, repeat=kwargs.get("steps_per_epoch") is not None)
+        if "validation_data" in kwargs:
+            kwargs["validation_data"] = self._from_flow(kwargs["validation_data"])
         self._build_from_inputs(x)
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
+        x = self._from_flow(x)
         self._build_from_inputs(x)
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
+        x = self._from_flow(x)
         self._build_from_inputs(x)
         return super().predict(x, *args, **kwargs)
 
