@@ -312,7 +312,10 @@ def test_forward_parity_after_set_weights(case):
     weights = randomised(keras_model)
     keras_model.set_weights(weights)
     torch_model.set_weights(keras_model.get_weights())
-    assert max_difference([keras_model.predict(x)], [torch_model.predict(x)]) <= 1e-5
+    expected = keras_model.predict(x)
+    # float32 rounding grows with the values summed: 1e-5 of the outputs' scale (as dual_backend.parity's
+    # forward_tolerance), 1e-5 itself for outputs within [-1, 1].
+    assert max_difference([expected], [torch_model.predict(x)]) <= 1e-5 * max(1.0, float(np.abs(expected).max()))
     assert max_difference(keras_model.get_weights(), torch_model.get_weights()) == 0
 
 
