@@ -645,3 +645,10 @@ def test_augmentation_and_resizing_are_refused_as_the_flow_is_defined(backend):
     generator = keras.preprocessing.image.ImageDataGenerator(rescale=1 / 255)
     with pytest.raises(DualBackendError, match=r"target_size=\(150, 150\)\) would resize .* \(300x300\)"):
         generator.flow_from_directory(validation_folder(), target_size=(150, 150), class_mode="binary")
+
+
+def test_copy_weights_moves_a_user_models_weights_between_backends():
+    keras_model, torch_model = (defined_on(backend, cnn_layers) for backend in BACKENDS)
+    dual_backend.copy_weights(torch_model, keras_model)
+    x = _rng.random((4, 28, 28, 1)).astype("float32")
+    assert max_difference([keras_model.predict(x)], [torch_model.predict(x)]) <= 1e-5
