@@ -114,6 +114,7 @@ class Model(abc.ABC):
         self.stop_training = False
         self.optimizer = self.loss = None
         self.optimizer_description = None  # a dual_backend.keras.optimizers description given to compile
+        self.from_logits = False  # compiled with keras.losses.X(from_logits=True)
         self.metrics: list[str] = []
 
     # ------------------------------------------------------------------ Keras surface
@@ -136,9 +137,11 @@ class Model(abc.ABC):
             raise DualBackendError("jit_compile=True is not taken: XLA on keras and torch.compile on torch change "
                                    "the numbers computed. Ask for it with dual_backend.build(..., compile=True), "
                                    "or leave jit_compile out.")
-        from dual_backend.keras.optimizers import Optimizer  # (the package imports this module)
+        from dual_backend.keras.losses import Loss  # (the package imports this module)
+        from dual_backend.keras.optimizers import Optimizer
 
-        self.loss = validation.loss_name(loss)
+        self.from_logits = isinstance(loss, Loss) and loss.from_logits  # the outputs are logits (keras.losses)
+        self.loss = validation.loss_name(loss.name if isinstance(loss, Loss) else loss)
         self.metrics = validation.metric_names(metrics)
         self.optimizer_description = optimizer if isinstance(optimizer, Optimizer) else None  # (what save keeps)
         if isinstance(optimizer, Optimizer):  # keras.optimizers.Adam(...): the framework's own, with its settings

@@ -2,7 +2,7 @@
 
 ``tf.keras`` is ``dual_backend.keras``; ``tf.nn.relu``, ``tf.nn.sigmoid`` and
 ``tf.nn.softmax`` are its activations; ``tf.optimizers.Adam`` (and SGD,
-RMSprop) its optimizers.  So the course's cells run with only their import
+RMSprop) its optimizers, ``tf.losses`` its losses.  So the course's cells run with only their import
 changed::
 
     from dual_backend import tf
@@ -23,5 +23,6 @@ from dual_backend.keras import activations
 nn = SimpleNamespace(relu=activations.relu, sigmoid=activations.sigmoid, softmax=activations.softmax,
                      selu=activations.selu)
 optimizers = keras.optimizers
+losses = keras.losses
 
-__all__ = ["keras", "nn", "optimizers"]
+__all__ = ["keras", "losses", "nn", "optimizers"]

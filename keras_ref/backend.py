@@ -28,6 +28,8 @@ from keras_ref import process
 with process.start_up_lines_hidden():
     import tensorflow as tf
 
+LOSS_CLASSES = {"sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
+                "categorical_crossentropy": "CategoricalCrossentropy", "binary_crossentropy": "BinaryCrossentropy"}
 METADATA = "dual_backend.json"  # stored beside Keras' own files inside the .keras zip
 
 
@@ -285,6 +287,9 @@ class KerasModel(Model):
         optimizer = getattr(keras_model, "optimizer", None)  # absent until the model is compiled
         self.optimizer = type(optimizer).__name__.lower() if optimizer else None
         self.loss, self.metrics = config.get("loss"), list(config.get("metrics") or [])
+        if isinstance(self.loss, dict):  # a loss object (keras.losses.X(from_logits=...)), as Keras saves it
+            self.from_logits = bool(self.loss["config"].get("from_logits"))
+            self.loss = self.loss["config"]["name"]
 
     def _built_optimizer(self, description):
         from keras_ref.user_model import optimizer
@@ -292,6 +297,8 @@ class KerasModel(Model):
         return optimizer(description)
 
     def _compile(self, optimizer, loss, metrics):
+        if self.from_logits:  # Keras' loss class of that name, told that the outputs are logits
+            loss = getattr(tf.keras.losses, LOSS_CLASSES[loss])(from_logits=True)
         self.keras_model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
 
     def _is_pipeline(self, x) -> bool:

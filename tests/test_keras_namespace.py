@@ -652,3 +652,42 @@ def test_copy_weights_moves_a_user_models_weights_between_backends():
     dual_backend.copy_weights(torch_model, keras_model)
     x = _rng.random((4, 28, 28, 1)).astype("float32")
     assert max_difference([keras_model.predict(x)], [torch_model.predict(x)]) <= 1e-5
+
+
+# ---------------------------------------------------------------------- losses as classes and functions
+
+
+@pytest.mark.parametrize("loss, units, labels", [
+    (keras.losses.SparseCategoricalCrossentropy(from_logits=True), 4, np.arange(16) % 4),
+    (keras.losses.CategoricalCrossentropy(from_logits=True), 4, np.eye(4, dtype="float32")[np.arange(16) % 4]),
+    (keras.losses.BinaryCrossentropy(from_logits=True), 1, (np.arange(16) % 2).reshape(-1, 1).astype("float32")),
+    (keras.losses.sparse_categorical_crossentropy, 4, np.arange(16) % 4),
+    (keras.losses.MeanSquaredError(), 1, np.arange(16, dtype="float32").reshape(-1, 1)),
+], ids=["sparse from_logits", "categorical from_logits", "binary from_logits", "the function", "mse"])
+def test_loss_objects_and_from_logits_train_as_tf_keras(loss, units, labels):
+    keras_model, torch_model = twins(lambda: [keras.Input((6,)), keras.layers.Dense(units)])
+    for model in (keras_model, torch_model):
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss, metrics=["accuracy"])
+        model.fit(FEATURES, labels, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert max_difference(keras_model.get_weights(), torch_model.get_weights()) <= 1e-5
+    assert keras_model.evaluate(FEATURES, labels) == pytest.approx(torch_model.evaluate(FEATURES, labels), rel=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_from_logits_on_a_softmax_head_is_refused(backend):
+    model = defined_on(backend, lambda: [keras.layers.Dense(3, activation="softmax")])
+    with pytest.raises(DualBackendError, match="the last layer applies a softmax"):
+        model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_from_logits_survives_the_deferred_build_and_save(backend, tmp_path):
+    model = defined_on(backend, lambda: [keras.layers.Flatten(), keras.layers.Dense(3)])
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = FEATURES.reshape(16, 2, 3), np.arange(16) % 3
+    model.fit(x, y, epochs=1, verbose=0)
+    assert model.from_logits
+    path = tmp_path / ("model.keras" if backend == "keras" else "model.pt")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.from_logits and loaded.evaluate(x, y) == pytest.approx(model.evaluate(x, y), rel=1e-6)

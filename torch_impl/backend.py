@@ -462,7 +462,7 @@ class TorchModel(Model):
         return optimizer(description)
 
     def _compile(self, optimizer, loss, metrics):
-        self.module.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+        self.module.compile(optimizer=optimizer, loss=loss, metrics=metrics, from_logits=self.from_logits)
 
     def _trainer(self, **settings) -> L.Trainer:
         precision = "bf16-mixed" if self.speedups.precision == "bf16" else "32-true"
@@ -611,7 +611,8 @@ class TorchModel(Model):
         checkpoint = {
             "format": "dual-backend/torch/1", "lesson": self.lesson, "variant": self.variant,
             "options": self.options, "optimizer": self.optimizer if isinstance(self.optimizer, str) else None,
-            "loss": self.loss, "metrics": self.metrics, "definition": self.definition(),
+            "loss": self.loss, "from_logits": self.from_logits, "metrics": self.metrics,
+            "definition": self.definition(),
             "state_dict": {k: v.cpu() for k, v in self.module.state_dict().items()},
         }
         atomic_write(path, lambda temporary: torch.save(checkpoint, temporary))
@@ -667,5 +668,10 @@ def load(path, device) -> TorchModel:
                                    device=device, **checkpoint["options"])
     model.module.load_state_dict(checkpoint["state_dict"])
     if checkpoint["loss"] is not None:
-        model.compile(optimizer=optimizer, loss=checkpoint["loss"], metrics=checkpoint["metrics"])
+        from dual_backend.keras.losses import Loss
+
+        loss = checkpoint["loss"]
+        if checkpoint.get("from_logits"):
+            loss = next(kind for kind in Loss.__subclasses__() if kind.name == loss)(from_logits=True)
+        model.compile(optimizer=optimizer, loss=loss, metrics=checkpoint["metrics"])
     return model

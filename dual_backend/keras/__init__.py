@@ -23,6 +23,7 @@ Where each piece lives:
 - ``layers.py`` — the layers, framework-free descriptions checked as they are
   defined; ``activations.py`` — activations by name or as functions;
 - ``optimizers.py`` — SGD, Adam, RMSprop with Keras' update rules;
+  ``losses.py`` — the four losses as classes (``from_logits``) or functions;
 - ``models.py`` — ``Sequential``: building once the input shape is known;
   ``Model(inputs=model.input, outputs=[layer.output ...])`` for the layers' outputs;
 - ``config.py`` — which backend; ``callbacks`` — ``dual_backend.callbacks``;
@@ -34,9 +35,10 @@ the argument and what is supported, in the same words on both backends.
 """
 
 from dual_backend import callbacks
-from dual_backend.keras import activations, config, datasets, layers, models, optimizers, preprocessing, utils
+from dual_backend.keras import (activations, config, datasets, layers, losses, models, optimizers, preprocessing,
+                                utils)
 from dual_backend.keras.layers import Input
 from dual_backend.keras.models import Model, Sequential
 
-__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "config", "datasets", "layers", "models",
+__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "config", "datasets", "layers", "losses", "models",
            "optimizers", "preprocessing", "utils"]

@@ -60,7 +60,7 @@ class Sequential(FrontEndModel):
         self.layers: list[layer_descriptions.Layer] = []
         self.built = False
         self._input_shape: tuple | None = None  # one sample's shape, once known
-        self._compiled_with: tuple | None = None  # compile's (optimizer, loss, metrics) before the build
+        self._compiled_with: tuple | None = None  # compile's arguments, given before the build
         for layer in layers or []:
             self.add(layer)
 
@@ -145,15 +145,13 @@ class Sequential(FrontEndModel):
         build = builder(self.backend)
         framework_model = build.build_model(self.layers, input_shape, self.name)
         # Now the backend's own model: KerasModel.__init__ or TorchModel.__init__ on the built model.
-        description = self.optimizer_description  # (compile's, kept across the backend's __init__)
         super(Sequential, self).__init__(framework_model, None, None, {}, "auto")
         for layer, built_layer, shape in zip(self.layers, build.built_layers(framework_model), shapes):
             layer.built_layer, layer.output_shape = built_layer, (None, *shape)
         self.built = True
         if self._compiled_with is not None:
-            optimizer, loss, metrics = self._compiled_with
-            self.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-            self.optimizer_description = description
+            optimizer, loss, args, kwargs = self._compiled_with
+            self.compile(optimizer, loss, *args, **kwargs)
 
     def _build_from_inputs(self, x) -> None:
         """Keras' deferred build: the input shape from the first batch of ``x``."""
@@ -176,11 +174,23 @@ class Sequential(FrontEndModel):
 
     # ------------------------------------------------------------------ the Keras surface, built first
 
-    def _compile(self, optimizer, loss, metrics):
+    def compile(self, optimizer="rmsprop", loss=None, *args, **kwargs):
+        from dual_backend.keras.losses import Loss
+
+        head = next((layer.arguments.get("activation") for layer in reversed(self.layers)
+                     if not isinstance(layer, (layer_descriptions.Dropout, layer_descriptions.Flatten))), None)
+        if isinstance(loss, Loss) and loss.from_logits and head in ("softmax", "sigmoid"):
+            raise DualBackendError(
+                f"{loss!r} takes the outputs as logits, but the last layer applies a {head}: Keras would take its "
+                "probabilities as logits. Remove the activation (activation=None) or from_logits=True.")
+        compiled = super().compile(optimizer, loss, *args, **kwargs)  # checked now, even before the build
         if not self.built:
-            self._compiled_with = (optimizer, loss, metrics)  # applied when the model is built
-            return
-        super()._compile(optimizer, loss, metrics)
+            self._compiled_with = (optimizer, loss, args, kwargs)  # compiled again when the model is built
+        return compiled
+
+    def _compile(self, optimizer, loss, metrics):
+        if self.built:
+            super()._compile(optimizer, loss, metrics)
 
     def _from_flow(self, x, repeat: bool = False):
         """A ``flow_from_directory`` description as the backend's own pipeline (anything else as it is)."""

@@ -60,14 +60,16 @@ class Sequential(L.LightningModule):
         self.model_name = name
         self.input_shape, self.output_shape = (None, *first.shape), (None, *shape)
         self.keras_optimizer = self.keras_loss = None
+        self.keras_from_logits = False
         self.keras_metrics: list[str] = []
         self.automatic_optimization = False  # see training_step
         self.step_graph: cuda_graph.StepGraph | None = None  # see training_step
 
     # Keras' compile, deliberately shadowing nn.Module.compile (torch.compile(model) still works).
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, from_logits: bool = False):
         self.keras_optimizer = optimizer if not isinstance(optimizer, str) else validation.optimizer_name(optimizer)
         self.keras_loss = validation.loss_name(loss)
+        self.keras_from_logits = from_logits  # Keras' from_logits=True: the outputs are logits
         self.keras_metrics = validation.metric_names(metrics)
         self.train_means = EpochMeans(self.keras_metrics)
         self.val_means = EpochMeans(self.keras_metrics)
@@ -109,7 +111,7 @@ class Sequential(L.LightningModule):
     def _step(self, batch, means: EpochMeans):
         x, y, *sample_weight = batch  # (x, y) or (x, y, sample_weight)
         logits = self.step_logits(x)
-        loss = keras_loss(self.keras_loss, logits, y, self.head_activation, *sample_weight)
+        loss = keras_loss(self.keras_loss, logits, y, self.loss_activation, *sample_weight)
         correct = correct_predictions(logits, y, self.head_activation) if self.keras_metrics else None
         means.update(loss, correct, len(x))
         return loss
@@ -118,6 +120,15 @@ class Sequential(L.LightningModule):
     def head_activation(self) -> str | None:
         """The last layer's activation: it decides how Keras computes the loss and the accuracy."""
         return getattr(self.body[-1], "activation", None)
+
+    @property
+    def loss_activation(self) -> str | None:
+        """The head the loss reads logits in front of: the last layer's activation, or, compiled with
+        ``from_logits=True`` on a head without one, the softmax or sigmoid Keras then applies inside
+        the loss (to the outputs, which ``logits`` returns as they are)."""
+        if self.keras_from_logits:
+            return "sigmoid" if self.keras_loss == "binary_crossentropy" else "softmax"
+        return self.head_activation
 
     def logits(self, x):
         """The output before a softmax or sigmoid head: what Keras computes the loss from."""
