@@ -691,3 +691,32 @@ def test_from_logits_survives_the_deferred_build_and_save(backend, tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
     assert loaded.from_logits and loaded.evaluate(x, y) == pytest.approx(model.evaluate(x, y), rel=1e-6)
+
+
+# ---------------------------------------------------------------------- the LightningModule itself
+
+
+def test_to_lightning_trains_in_a_users_own_trainer_as_fit_does():
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = _rng.random((64, 28, 28, 1)).astype("float32"), _rng.integers(0, 10, 64)
+    models = [defined_on("torch", cnn_layers) for _ in range(2)]
+    models[1].set_weights(models[0].get_weights())
+    for model in models:
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+    models[0].fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    module = models[1].to_lightning()
+    assert isinstance(module, L.LightningModule)
+    batches = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=16, shuffle=False)
+    L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False).fit(module, batches)
+    assert max_difference(models[0].get_weights(), models[1].get_weights()) <= 1e-6
+    # The front end still trains and predicts it, after the user's Trainer.
+    assert models[1].predict(x[:2]).shape == (2, 10)
+
+
+def test_to_lightning_is_offered_on_the_torch_backend_only():
+    assert not hasattr(defined_on("keras", cnn_layers), "to_lightning")

@@ -524,9 +524,23 @@ class TorchModel(Model):
         to zero on all of torch's threads, as TensorFlow does), freed memory kept for the next step,
         the thread count, Lightning's messages that do not apply here silenced, and Keras' handling
         of Ctrl-C and SIGTERM (``torch_impl.process``)."""
-        with process.denormals_flushed(), process.freed_memory_kept(), process.intra_op_threads(self.threads), \
-                process.lightning_quiet(), interrupts_as_in_keras():
-            yield
+        layout, self.module.keras_layout_batches = self.module.keras_layout_batches, False  # NCHW batches here
+        try:
+            with process.denormals_flushed(), process.freed_memory_kept(), process.intra_op_threads(self.threads), \
+                    process.lightning_quiet(), interrupts_as_in_keras():
+                yield
+        finally:
+            self.module.keras_layout_batches = layout
+
+    def to_lightning(self) -> L.LightningModule:
+        """The model's own LightningModule, for your own ``lightning.Trainer``: its weights, Keras' loss,
+        optimizer and metrics as compiled, one Keras step per batch.  A ``DataLoader`` of ``(x, y)``
+        batches in Keras' layout (images NHWC, integer labels int64 for the sparse loss) trains it as
+        ``fit`` would over the same batches.  It stays this model's module: what either trains, both have."""
+        if self.loss is None:
+            raise DualBackendError("The model must be compiled before to_lightning: call model.compile(...) first.")
+        self.module.keras_layout_batches = True
+        return self.module
 
     def _fit(self, *args, **settings):
         with self._computing():

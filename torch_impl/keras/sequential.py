@@ -101,7 +101,16 @@ class Sequential(L.LightningModule):
         self._step(batch, self.val_means)
 
     def predict_step(self, batch, batch_idx):
-        return self(batch[0])
+        return self(self.from_batch_layout(batch[0]))
+
+    # A user's own Trainer and DataLoader (``TorchModel.to_lightning``) bring images in Keras' NHWC layout;
+    # the front end's batches are already NCHW, and it turns this off while it trains.
+    keras_layout_batches = False
+
+    def from_batch_layout(self, x):
+        if self.keras_layout_batches and self.channels_first and x.dim() == 4:
+            return self.in_memory_format(x.permute(0, 3, 1, 2))
+        return x
 
     def configure_optimizers(self):
         if isinstance(self.keras_optimizer, str):
@@ -110,7 +119,7 @@ class Sequential(L.LightningModule):
 
     def _step(self, batch, means: EpochMeans):
         x, y, *sample_weight = batch  # (x, y) or (x, y, sample_weight)
-        logits = self.step_logits(x)
+        logits = self.step_logits(self.from_batch_layout(x))
         loss = keras_loss(self.keras_loss, logits, y, self.loss_activation, *sample_weight)
         correct = correct_predictions(logits, y, self.head_activation) if self.keras_metrics else None
         means.update(loss, correct, len(x))
