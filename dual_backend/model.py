@@ -26,6 +26,11 @@ from dual_backend.interrupts import sigterm_as_keyboard_interrupt
 from dual_backend.progress import ProgressBar
 
 
+# Set to a list by ``dual-backend exec`` (``dual_backend.script``): every fit's History and every evaluate's
+# result is appended to it, as plain values.
+recorded_calls: list[dict] | None = None
+
+
 @dataclass
 class History:
     """What ``fit`` returns: ``history`` maps each log key to one value per epoch, as in Keras."""
@@ -262,10 +267,14 @@ class Model(abc.ABC):
             raise self._interrupted(interrupt, backup, first_epoch + len(timer.seconds) + 1,
                                     int(epochs)) from None
         keys = [*restored["history"], *(key for key in logs if key not in restored["history"])]
-        return History(history={key: restored["history"].get(key, []) + logs.get(key, []) for key in keys},
-                       epoch=list(range(initial_epoch, first_epoch + len(timer.seconds))),
-                       seconds_per_epoch=restored["seconds_per_epoch"] + timer.seconds,
-                       params={"epochs": int(epochs), "steps": int(steps)})
+        history = History(history={key: restored["history"].get(key, []) + logs.get(key, []) for key in keys},
+                          epoch=list(range(initial_epoch, first_epoch + len(timer.seconds))),
+                          seconds_per_epoch=restored["seconds_per_epoch"] + timer.seconds,
+                          params={"epochs": int(epochs), "steps": int(steps)})
+        if recorded_calls is not None:
+            recorded_calls.append({"call": "fit", "model": self.name, "history": history.history,
+                                   "seconds_per_epoch": history.seconds_per_epoch})
+        return history
 
     def _interrupted(self, interrupt: KeyboardInterrupt, backup: BackupAndRestore | None, epoch: int,
                      epochs: int) -> TrainingInterrupted:
@@ -312,6 +321,8 @@ class Model(abc.ABC):
         callback_list = self._callback_list(callbacks, verbose, steps, x, batch_size)
         logs = self._evaluate(x, y, batch_size, callbacks=callback_list, sample_weight=sample_weight, steps=steps)
         logs = {key: float(logs[key]) for key in self.log_keys}
+        if recorded_calls is not None:
+            recorded_calls.append({"call": "evaluate", "model": self.name, "result": logs})
         if verbose:
             print(" - ".join(f"{k}: {logs[k]:.4f}" for k in self.log_keys))
         if return_dict:
