@@ -9,6 +9,8 @@ import tensorflow as tf
 
 from keras_ref.backend import KerasModel as Model  # the front end's model on this backend
 
+__all__ = ["Model", "build_model", "built_layers", "optimizer", "pipeline"]
+
 
 def build_model(layers, input_shape, name):
     keras_layers = [tf.keras.Input(shape=input_shape)]

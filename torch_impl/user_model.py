@@ -13,11 +13,13 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from torch_impl.backend import Repeat
-from torch_impl.horse_or_human import WORKERS, binary_label, to_rgb
 from torch_impl.backend import TorchModel as Model  # the front end's model on this backend
+from torch_impl.horse_or_human import WORKERS, binary_label, to_rgb
 from torch_impl.keras import (Activation, AlphaDropout, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout,
                               Flatten, GlobalAveragePooling2D, Input, KerasAdam, KerasRMSprop, KerasSGD, MaxPooling2D,
                               Rescaling, Reshape, Sequential)
+
+__all__ = ["Model", "build_model", "built_layers", "optimizer", "pipeline"]
 
 LAYERS = {
     "Flatten": lambda a: Flatten(),

@@ -40,5 +40,5 @@ from dual_backend.keras import (activations, config, datasets, layers, losses, m
 from dual_backend.keras.layers import Input
 from dual_backend.keras.models import Model, Sequential
 
-__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "config", "datasets", "layers", "losses", "models",
-           "optimizers", "preprocessing", "utils"]
+__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "config", "datasets", "layers", "losses",
+           "models", "optimizers", "preprocessing", "utils"]

@@ -91,7 +91,7 @@ class Adam(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """Keras' RMSprop: ε inside the square root; with momentum, ``m = momentum·m + lr·g/√(v + ε)``; ``p −= m``."""
+    """Keras' RMSprop: ε inside the square root; with momentum ``m = momentum·m + lr·g/√(v + ε)``, ``p −= m``."""
 
     defaults = {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7}
     refused = {"centered": False}

@@ -14,8 +14,8 @@ from torch import nn
 
 from dual_backend import validation
 from torch_impl.fast import chunks, cuda_graph, pool_first
-from torch_impl.keras.layers import (PROBABILITY_HEADS, Activation, AlphaDropout, Conv2D, Dense, Dropout, Flatten, Input,
-                                     GlobalAveragePooling2D, Pooling2D, Rescaling, Reshape, keras_names)
+from torch_impl.keras.layers import (PROBABILITY_HEADS, Activation, AlphaDropout, Conv2D, Dense, Dropout, Flatten,
+                                     GlobalAveragePooling2D, Input, Pooling2D, Rescaling, Reshape, keras_names)
 
 # Layers that keep each value in its place: a Flatten of NCHW maps stays unread until a Dense after them.
 IN_PLACE = (Dropout, AlphaDropout, Activation, Flatten, Rescaling)
