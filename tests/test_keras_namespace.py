@@ -556,6 +556,9 @@ DEFINITION_REFUSALS = {
     "Dense(activation='tanh')": (lambda: keras.layers.Dense(3, activation="tanh"),
                                  r"Dense\(activation='tanh'\) is not supported.*relu, sigmoid, softmax, selu, linear"),
     "Dense(units=0)": (lambda: keras.layers.Dense(0), r"units: a positive integer"),
+    "TensorFlow's own tf.nn.relu": (lambda: keras.layers.Dense(3, activation=__import__("tensorflow").nn.relu),
+                                    r"is a function dual-backend cannot build on both backends.*"
+                                    r"tf.nn.relu after `from dual_backend import tf`"),
     "an argument Keras does not have": (lambda: keras.layers.Dense(3, unit=4), r"Dense has no argument 'unit'"),
     "keras.layers.LSTM": (lambda: keras.layers.LSTM(4), r"keras.layers.LSTM is not supported by dual-backend on "
                                                         r"either backend. Supported layers: Input, Flatten, Dense"),

@@ -56,8 +56,11 @@ def get(identifier) -> str | None:
     name = identifier.name if isinstance(identifier, Activation) else identifier
     if isinstance(name, str) and name in BY_NAME:
         return name
-    shown = getattr(identifier, "__qualname__", None) or repr(identifier)
-    raise DualBackendError(
-        f"Unknown activation {shown}. Valid activations: {', '.join(BY_NAME)} or None, by name or as "
-        "keras.activations.relu, tf.nn.relu, ... (from dual_backend)."
-    )
+    if callable(identifier):  # a function of TensorFlow, torch or the user's own: not computed alike on both
+        shown = f"{getattr(identifier, '__module__', '')}.{getattr(identifier, '__qualname__', repr(identifier))}"
+        raise DualBackendError(
+            f"activation={shown} is a function dual-backend cannot build on both backends. Give its name "
+            f"({', '.join(BY_NAME)}) or dual_backend's own: keras.activations.relu, or tf.nn.relu after "
+            "`from dual_backend import tf`.")
+    raise DualBackendError(f"Unknown activation {identifier!r}. Valid activations: {', '.join(BY_NAME)} or None, "
+                           "by name or as keras.activations.relu, tf.nn.relu, ... (from dual_backend).")

@@ -95,8 +95,8 @@ def fraction(value):
 def activation(value):
     try:
         return activations.get(value)
-    except DualBackendError:
-        raise ValueError(f"{', '.join(activations.BY_NAME)} or None") from None
+    except DualBackendError as error:  # a foreign function gets activations.get's own explanation
+        raise ValueError(str(error) if callable(value) else f"{', '.join(activations.BY_NAME)} or None") from None
 
 
 ACTIVATION = Option(None, convert=activation, shown=f"{', '.join(activations.BY_NAME)}, None")
