@@ -825,3 +825,20 @@ def test_to_lightning_trains_in_a_users_own_trainer_as_fit_does():
 
 def test_to_lightning_is_offered_on_the_torch_backend_only():
     assert not hasattr(defined_on("keras", cnn_layers), "to_lightning")
+
+
+def test_parity_checks_take_a_definition_of_your_own():
+    from dual_backend import parity
+
+    def define():
+        return [keras.layers.Conv2D(4, 3, padding="same", activation="relu"), keras.layers.MaxPooling2D(),
+                keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")]
+
+    x, y = IMAGES, _rng.integers(0, 3, 16)
+    found = parity.definition_checks(define, x, y, "sparse_categorical_crossentropy",
+                                     optimizers=["sgd", keras.optimizers.Adam(0.01)])
+    assert [check.name.split(" on ")[0] for check in found] == [
+        "forward keras → torch", "forward torch → keras", "one sgd step", "one Adam(learning_rate=0.01, beta_1=0.9, "
+        "beta_2=0.999, epsilon=1e-07) step"]
+    assert all(check.passed for check in found), [check.line() for check in found]
+    assert keras.config.backend() == "keras"  # the choice before is back

@@ -8,6 +8,7 @@ when it is defined; choosing another later changes only the models defined after
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from dual_backend.errors import DualBackendError
@@ -24,6 +25,18 @@ def set_backend(name: str) -> None:
 def backend() -> str:
     """``"keras"`` or ``"torch"``: the backend the next model will be built on."""
     return _chosen or _valid(os.environ.get("DUAL_BACKEND", "keras"), "The environment variable DUAL_BACKEND")
+
+
+@contextlib.contextmanager
+def defining_on(name: str):
+    """Models defined inside are built on ``name``; the choice before is restored after (for code that
+    builds one definition on both backends in one process: ``dual_backend.parity.definition_checks``)."""
+    global _chosen
+    before, _chosen = _chosen, _valid(name, "defining_on")
+    try:
+        yield
+    finally:
+        _chosen = before
 
 
 def _valid(name, where: str) -> str:
