@@ -4,6 +4,12 @@
     model = dual_backend.build("fashion_mlp", backend="torch")   # or backend="keras"
     history = model.fit(x_train, y_train, epochs=5)
 
+Your own model, written once with Keras' API (``dual_backend.keras``), on the
+backend ``set_backend`` or ``DUAL_BACKEND`` chooses::
+
+    from dual_backend import keras
+    model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+
 Importing this package imports neither TensorFlow nor torch: a backend is
 imported when a model is built on it.
 """
@@ -74,6 +80,14 @@ def build(lesson: str, backend: str = "keras", variant: str | None = None, devic
     return backend_module.build(program, recipe, chosen, device, devices=devices, speedups=speedups)
 
 
+def set_backend(name: str) -> None:
+    """The backend that models of ``dual_backend.keras`` defined from now on are built on: ``"keras"``
+    or ``"torch"`` (else the environment variable ``DUAL_BACKEND``, else ``"keras"``)."""
+    from dual_backend.keras import config
+
+    config.set_backend(name)
+
+
 def copy_weights(source: Model, target: Model) -> None:
     """Give ``target`` the weights of ``source``, two models of one lesson and variant on either
     backend; a clear error names the first layer that differs.  See ``dual_backend.parity``."""
@@ -89,4 +103,4 @@ def load_model(path, device: str = "auto") -> Model:
 
 __all__ = ["BACKENDS", "FILE_FORMATS", "BackupAndRestore", "Callback", "DataError", "DualBackendError", "History", "LESSONS",
            "Model", "StopTraining", "TerminateOnNaN", "TrainingDiverged", "TrainingInterrupted", "build",
-           "copy_weights", "load_model"]
+           "copy_weights", "load_model", "set_backend"]

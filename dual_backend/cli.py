@@ -5,6 +5,7 @@
     dual-backend run fashion_mlp --variant width_512 --backend torch --profile quick --seed 0
     dual-backend summary fashion_cnn --backend keras
     dual-backend bench fashion_mlp --epochs 3 --json bench.json
+    dual-backend exec my_model.py --backend both        # your own Keras script, on each backend
 
 ``--backend both`` runs each backend in its own process, one after the
 other, so the two frameworks never share a process, then prints the results
@@ -78,7 +79,7 @@ def run_settings(args, backend: str) -> RunSettings:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="dual-backend", description=__doc__.split("\n\n")[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = top.add_subparsers(dest="command", required=True, metavar="{list,run,predict,parity,compare,bench,summary}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="{list,run,predict,parity,compare,bench,exec,summary}")
     commands.add_parser("list", help="the lessons, their variants and options")
 
     def lesson_command(name: str, help: str) -> argparse.ArgumentParser:
@@ -157,6 +158,13 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", default=None, metavar="FILE", help="also write every measurement as JSON")
     bench.add_argument("--markdown", default=None, metavar="FILE", help="also write the tables as markdown")
     bench.add_argument("--data-dir", default=None)
+    exec_ = commands.add_parser("exec", help="run your own Keras script (from dual_backend import keras) on a "
+                                             "backend or both, and compare its fit and evaluate results",
+                                usage="dual-backend exec SCRIPT.py [--backend {keras,torch,both}] [--out DIR] "
+                                      "[-- SCRIPT ARGUMENTS...]")
+    exec_.add_argument("script", metavar="SCRIPT.py")
+    exec_.add_argument("--backend", choices=[*BACKENDS, "both"], default="both")
+    exec_.add_argument("--out", default=None, help="write <backend>/calls.json here (default: runs/<script name>)")
     summary = lesson_command("summary", "print the Keras-style model summary")
     summary.add_argument("--backend", choices=list(BACKENDS), default="keras")
     return top
@@ -368,7 +376,12 @@ def _interrupted(interrupt: KeyboardInterrupt) -> int:
 
 def main(argv=None) -> int:
     top = parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    script_args = []  # exec: what follows "--" is the script's own
+    if argv[:1] == ["exec"] and "--" in argv:
+        argv, script_args = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     args = top.parse_args(argv)
+    args.script_args = script_args
     if args.command == "list":
         print(_lesson_listing())
         return 0
@@ -378,6 +391,8 @@ def main(argv=None) -> int:
         return _compare(args, top)
     if args.command == "bench":
         return _bench(args, top)
+    if args.command == "exec":
+        return _exec(args, top)
     _check_names(args, top)
     try:
         with sigterm_as_keyboard_interrupt():
@@ -387,6 +402,28 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt as interrupt:
         return _interrupted(interrupt)
+
+
+def _exec(args, top) -> int:
+    from dual_backend import script
+
+    if not Path(args.script).is_file():
+        top.error(f"{args.script} is not a file: give the path of a Python script")
+    out = Path(args.out or f"runs/{Path(args.script).stem}")
+    backends = list(BACKENDS) if args.backend == "both" else [args.backend]
+    for backend in backends:
+        if len(backends) > 1:
+            print(f"== {backend} backend", flush=True)
+        code = script.run_on(backend, args.script, args.script_args, out)
+        if code != 0:
+            print(f"error: {args.script} failed on the {backend} backend (exit code {code}); its calls so far are "
+                  f"in {out / backend / 'calls.json'}", file=sys.stderr)
+            return code
+    if len(backends) > 1:
+        calls = [json.loads((out / backend / "calls.json").read_text()) for backend in backends]
+        print(f"\n{args.script} on both backends (calls recorded in {out}/<backend>/calls.json)")
+        print(script.side_by_side(*calls))
+    return 0
 
 
 def _lesson_command(args) -> int:

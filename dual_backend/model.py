@@ -26,6 +26,11 @@ from dual_backend.interrupts import sigterm_as_keyboard_interrupt
 from dual_backend.progress import ProgressBar
 
 
+# Set to a list by ``dual-backend exec`` (``dual_backend.script``): every fit's History and every evaluate's
+# result is appended to it, as plain values.
+recorded_calls: list[dict] | None = None
+
+
 @dataclass
 class History:
     """What ``fit`` returns: ``history`` maps each log key to one value per epoch, as in Keras."""
@@ -119,6 +124,8 @@ class Model(abc.ABC):
         self.rank = 0  # this process's rank in a data-parallel fit; only rank 0 reports and saves
         self.stop_training = False
         self.optimizer = self.loss = None
+        self.optimizer_description = None  # a dual_backend.keras.optimizers description given to compile
+        self.from_logits = False  # compiled with keras.losses.X(from_logits=True)
         self.metrics: list[str] = []
 
     # ------------------------------------------------------------------ Keras surface
@@ -141,8 +148,15 @@ class Model(abc.ABC):
             raise DualBackendError("jit_compile=True is not taken: XLA on keras and torch.compile on torch change "
                                    "the numbers computed. Ask for it with dual_backend.build(..., compile=True), "
                                    "or leave jit_compile out.")
-        self.loss = validation.loss_name(loss)
+        from dual_backend.keras.losses import Loss  # (the package imports this module)
+        from dual_backend.keras.optimizers import Optimizer
+
+        self.from_logits = isinstance(loss, Loss) and loss.from_logits  # the outputs are logits (keras.losses)
+        self.loss = validation.loss_name(loss.name if isinstance(loss, Loss) else loss)
         self.metrics = validation.metric_names(metrics)
+        self.optimizer_description = optimizer if isinstance(optimizer, Optimizer) else None  # (what save keeps)
+        if isinstance(optimizer, Optimizer):  # keras.optimizers.Adam(...): the framework's own, with its settings
+            optimizer = self._built_optimizer(optimizer)
         self.optimizer = optimizer if self._is_optimizer(optimizer) else validation.optimizer_name(optimizer)
         self._compile(self.optimizer, self.loss, self.metrics)
         return self
@@ -259,10 +273,14 @@ class Model(abc.ABC):
             raise self._interrupted(interrupt, backup, first_epoch + len(timer.seconds) + 1,
                                     int(epochs)) from None
         keys = [*restored["history"], *(key for key in logs if key not in restored["history"])]
-        return History(history={key: restored["history"].get(key, []) + logs.get(key, []) for key in keys},
-                       epoch=list(range(initial_epoch, first_epoch + len(timer.seconds))),
-                       seconds_per_epoch=restored["seconds_per_epoch"] + timer.seconds,
-                       params={"epochs": int(epochs), "steps": int(steps)})
+        history = History(history={key: restored["history"].get(key, []) + logs.get(key, []) for key in keys},
+                          epoch=list(range(initial_epoch, first_epoch + len(timer.seconds))),
+                          seconds_per_epoch=restored["seconds_per_epoch"] + timer.seconds,
+                          params={"epochs": int(epochs), "steps": int(steps)})
+        if recorded_calls is not None:
+            recorded_calls.append({"call": "fit", "model": self.name, "history": history.history,
+                                   "seconds_per_epoch": history.seconds_per_epoch})
+        return history
 
     def _interrupted(self, interrupt: KeyboardInterrupt, backup: BackupAndRestore | None, epoch: int,
                      epochs: int) -> TrainingInterrupted:
@@ -309,6 +327,8 @@ class Model(abc.ABC):
         callback_list = self._callback_list(callbacks, verbose, steps, x, batch_size)
         logs = self._evaluate(x, y, batch_size, callbacks=callback_list, sample_weight=sample_weight, steps=steps)
         logs = {key: float(logs[key]) for key in self.log_keys}
+        if recorded_calls is not None:
+            recorded_calls.append({"call": "evaluate", "model": self.name, "result": logs})
         if verbose:
             print(" - ".join(f"{k}: {logs[k]:.4f}" for k in self.log_keys))
         if return_dict:
@@ -354,6 +374,12 @@ class Model(abc.ABC):
     def set_weights(self, weights) -> None:
         self._set_weights(list(weights))
 
+    def definition(self) -> dict | None:
+        """A ``dual_backend.keras`` model's layers as plain values, which a saved file keeps so that the
+        model can be built again when it is loaded (``dual_backend.keras.models.from_definition``);
+        None for a lesson, which is built again by name."""
+        return None
+
     def layer_names(self) -> list[str]:
         return [name for name, *_ in self.layer_rows()]
 
@@ -375,6 +401,11 @@ class Model(abc.ABC):
     def _is_optimizer(self, optimizer) -> bool:
         """Whether ``optimizer`` is the backend's own optimizer object rather than a name."""
         return False
+
+    @abc.abstractmethod
+    def _built_optimizer(self, description):
+        """The framework's optimizer (or, on torch, its factory) for a ``dual_backend.keras.optimizers``
+        description, with Keras' update rule and the description's settings."""
 
     @abc.abstractmethod
     def _compile(self, optimizer, loss, metrics) -> None:

@@ -14,6 +14,9 @@ for one lesson and variant:
   the same batch order (1e-3 in float32; in float64, ``dual_backend.precision``,
   where training has no rounding to amplify, 1e-9).
 
+``definition_checks`` does the forward and one-step checks for a model of
+your own, written once with ``dual_backend.keras``.
+
 Both frameworks are imported in one process here, which works (see
 ``torch_impl.process.before_framework_starts``); ``dual-backend parity`` is the command line.
 """
@@ -163,22 +166,71 @@ def checks(lesson: str, variant: str | None = None, steps: int = 0, seed: int = 
         nudged = _seeded("torch", lesson, variant, seed + 2)
         for model in (keras_model, torch_model, nudged):
             model.compile(optimizer=optimizer, loss=model.loss, metrics=model.metrics)
-        copy_weights(keras_model, torch_model)
-        nudged.set_weights(nudge(keras_model.get_weights()))
-        for model in (keras_model, torch_model, nudged):
-            model.fit(x_train[:32], y_train[:32], epochs=1, batch_size=32, shuffle=False, verbose=0)
-        # How far the model itself carries float32 rounding in one step: torch against torch
-        # from weights nudged by ~1 ulp.  A well-conditioned model stays far below 1e-5; a
-        # chaotic one (20 relu+BatchNorm layers) does not, and is held to its own noise.
-        floor = max_difference(torch_model.get_weights(), nudged.get_weights())
-        tolerance = max(STEP_TOLERANCE, floor)
-        note = f"tolerance raised to the model's own float32 sensitivity, {floor:.2g}" if floor > STEP_TOLERANCE \
-            else ""
-        found.append(Check(name, max_difference(keras_model.get_weights(), torch_model.get_weights()),
-                           tolerance, note))
+        found.append(one_step_check(name, (keras_model, torch_model, nudged), x_train[:32], y_train[:32]))
 
     if steps and not recipe.fails_with:
         found.append(same_start_same_order(lesson, variant, steps, seed))
+    return found
+
+
+def one_step_check(name: str, models, x, y) -> Check:
+    """One step on ``x, y`` of compiled ``(keras, torch, nudged torch)`` models from the keras model's
+    weights, the third ~1 ulp away from them: the keras and torch weights after it compared."""
+    keras_model, torch_model, nudged = models
+    copy_weights(keras_model, torch_model)
+    nudged.set_weights(nudge(keras_model.get_weights()))
+    for model in models:
+        model.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)
+    # How far the model itself carries float32 rounding in one step: torch against torch
+    # from weights nudged by ~1 ulp.  A well-conditioned model stays far below 1e-5; a
+    # chaotic one (20 relu+BatchNorm layers) does not, and is held to its own noise, as is
+    # Adam's first step on a weight whose gradient is rounding alone (a bias before BatchNormalization).
+    floor = max_difference(torch_model.get_weights(), nudged.get_weights())
+    tolerance = max(STEP_TOLERANCE, floor)
+    note = f"tolerance raised to the model's own float32 sensitivity, {floor:.2g}" if floor > STEP_TOLERANCE else ""
+    return Check(name, max_difference(keras_model.get_weights(), torch_model.get_weights()), tolerance, note)
+
+
+def definition_checks(define, x, y=None, loss: str | None = None, optimizers=("sgd",), seed: int = 0) -> list[Check]:
+    """The checks of :func:`checks` for a model of your own: ``define()`` returns its layers
+    (``dual_backend.keras``), built on both backends for the shape of ``x``.
+
+    Forward: the outputs on ``x`` after a keras → torch and a torch → keras transfer.  With ``y`` and
+    ``loss``: one step per optimizer (a name or a ``keras.optimizers`` description) on the first 32
+    samples from the same weights, weights and moving statistics compared, to 1e-5 or the model's own
+    float32 sensitivity (``one_step_check``; skipped for models with Dropout or AlphaDropout, whose
+    masks each framework draws)."""
+    from dual_backend.keras import Sequential, config
+
+    def built(backend, seed_value):
+        dual_backend.backend_package(backend).seed(seed_value)
+        with config.defining_on(backend):
+            model = Sequential(define())
+        model.build((None, *np.shape(x)[1:]))
+        return model
+
+    def pair(seed_value):
+        return built("keras", seed_value), built("torch", seed_value + 1)  # different draws, so a transfer shows
+
+    found, tolerance = [], forward_tolerance(x)
+    for direction, offset in (("keras → torch", 0), ("torch → keras", 10)):
+        keras_model, torch_model = pair(seed + offset)
+        source, target = (keras_model, torch_model) if offset == 0 else (torch_model, keras_model)
+        copy_weights(source, target)
+        found.append(Check(f"forward {direction} on {len(x)} inputs",
+                           max_difference([keras_model.predict(x)], [torch_model.predict(x)]), tolerance))
+    if y is None or loss is None:
+        return found
+    for optimizer in optimizers:
+        keras_model, torch_model = pair(seed)
+        name = f"one {optimizer} step on {min(len(x), 32)} samples: weights and moving statistics"
+        if has_random_training_layers(keras_model):
+            found.append(Check(name, None, STEP_TOLERANCE, "dropout draws its mask from each framework's own generator"))
+            continue
+        models = (keras_model, torch_model, built("torch", seed + 2))
+        for model in models:
+            model.compile(optimizer=optimizer, loss=loss)
+        found.append(one_step_check(name, models, x[:32], y[:32]))
     return found
 
 

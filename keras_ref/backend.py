@@ -27,6 +27,8 @@ from keras_ref.callbacks import keras_callback, keras_callbacks
 with process.start_up_lines_hidden():
     import tensorflow as tf
 
+LOSS_CLASSES = {"sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
+                "categorical_crossentropy": "CategoricalCrossentropy", "binary_crossentropy": "BinaryCrossentropy"}
 METADATA = "dual_backend.json"  # stored beside Keras' own files inside the .keras zip
 
 
@@ -81,8 +83,18 @@ class KerasModel(Model):
         optimizer = getattr(keras_model, "optimizer", None)  # absent until the model is compiled
         self.optimizer = type(optimizer).__name__.lower() if optimizer else None
         self.loss, self.metrics = config.get("loss"), list(config.get("metrics") or [])
+        if isinstance(self.loss, dict):  # a loss object (keras.losses.X(from_logits=...)), as Keras saves it
+            self.from_logits = bool(self.loss["config"].get("from_logits"))
+            self.loss = self.loss["config"]["name"]
+
+    def _built_optimizer(self, description):
+        from keras_ref.user_model import optimizer
+
+        return optimizer(description)
 
     def _compile(self, optimizer, loss, metrics):
+        if self.from_logits:  # Keras' loss class of that name, told that the outputs are logits
+            loss = getattr(tf.keras.losses, LOSS_CLASSES[loss])(from_logits=True)
         self.keras_model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
 
     def _is_pipeline(self, x) -> bool:

@@ -102,8 +102,13 @@ class TorchModel(Model):
         self.input_shape, self.output_shape = module.input_shape, module.output_shape
         self.optimizer, self.loss, self.metrics = module.keras_optimizer, module.keras_loss, module.keras_metrics
 
+    def _built_optimizer(self, description):
+        from torch_impl.user_model import optimizer
+
+        return optimizer(description)
+
     def _compile(self, optimizer, loss, metrics):
-        self.module.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+        self.module.compile(optimizer=optimizer, loss=loss, metrics=metrics, from_logits=self.from_logits)
 
     def _trainer(self, **settings) -> L.Trainer:
         precision = "bf16-mixed" if self.speedups.precision == "bf16" else "32-true"
@@ -164,9 +169,23 @@ class TorchModel(Model):
         to zero on all of torch's threads, as TensorFlow does), freed memory kept for the next step,
         the thread count, Lightning's messages that do not apply here silenced, and Keras' handling
         of Ctrl-C and SIGTERM (``torch_impl.process``)."""
-        with process.denormals_flushed(), process.freed_memory_kept(), process.intra_op_threads(self.threads), \
-                process.lightning_quiet(), interrupts_as_in_keras():
-            yield
+        layout, self.module.keras_layout_batches = self.module.keras_layout_batches, False  # NCHW batches here
+        try:
+            with process.denormals_flushed(), process.freed_memory_kept(), process.intra_op_threads(self.threads), \
+                    process.lightning_quiet(), interrupts_as_in_keras():
+                yield
+        finally:
+            self.module.keras_layout_batches = layout
+
+    def to_lightning(self) -> L.LightningModule:
+        """The model's own LightningModule, for your own ``lightning.Trainer``: its weights, Keras' loss,
+        optimizer and metrics as compiled, one Keras step per batch.  A ``DataLoader`` of ``(x, y)``
+        batches in Keras' layout (images NHWC, integer labels int64 for the sparse loss) trains it as
+        ``fit`` would over the same batches.  It stays this model's module: what either trains, both have."""
+        if self.loss is None:
+            raise DualBackendError("The model must be compiled before to_lightning: call model.compile(...) first.")
+        self.module.keras_layout_batches = True
+        return self.module
 
     def _fit(self, *args, **settings):
         with self._computing():
@@ -252,7 +271,8 @@ class TorchModel(Model):
         checkpoint = {
             "format": "dual-backend/torch/1", "lesson": self.lesson, "variant": self.variant,
             "options": self.options, "optimizer": self.optimizer if isinstance(self.optimizer, str) else None,
-            "loss": self.loss, "metrics": self.metrics,
+            "loss": self.loss, "from_logits": self.from_logits, "metrics": self.metrics,
+            "definition": self.definition(),
             "state_dict": {k: v.cpu() for k, v in self.module.state_dict().items()},
         }
         atomic_write(path, lambda temporary: torch.save(checkpoint, temporary))
@@ -297,9 +317,21 @@ def load(path, device) -> TorchModel:
     checkpoint = load_tensors(path, "a readable dual-backend torch checkpoint")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != "dual-backend/torch/1":
         raise DualBackendError(f"{path} is not a dual-backend torch checkpoint (no 'format' entry).")
-    model = dual_backend.build(checkpoint["lesson"], backend="torch", variant=checkpoint["variant"],
-                               device=device, **checkpoint["options"])
+    optimizer = checkpoint["optimizer"] or "rmsprop"
+    if checkpoint.get("definition"):  # a dual_backend.keras model: built again from its layers
+        from dual_backend.keras.models import from_definition
+
+        model, description = from_definition(checkpoint["definition"], "torch")
+        optimizer = description or optimizer
+    else:
+        model = dual_backend.build(checkpoint["lesson"], backend="torch", variant=checkpoint["variant"],
+                                   device=device, **checkpoint["options"])
     model.module.load_state_dict(checkpoint["state_dict"])
-    model.compile(optimizer=checkpoint["optimizer"] or "rmsprop", loss=checkpoint["loss"],
-                  metrics=checkpoint["metrics"])
+    if checkpoint["loss"] is not None:
+        from dual_backend.keras.losses import Loss
+
+        loss = checkpoint["loss"]
+        if checkpoint.get("from_logits"):
+            loss = next(kind for kind in Loss.__subclasses__() if kind.name == loss)(from_logits=True)
+        model.compile(optimizer=optimizer, loss=loss, metrics=checkpoint["metrics"])
     return model

@@ -54,7 +54,7 @@ class StepGraph:
                 and getattr(next(module.parameters(), None), "is_cuda", False) and fixed_update
                 and module.step_logits == module.logits
                 and not torch.is_autocast_enabled("cuda")
-                and not any(isinstance(layer, layers.AlphaDropout) for layer in module.body))
+                and not any(isinstance(layer, (layers.AlphaDropout, layers.Dropout)) for layer in module.body))
 
     def __call__(self, tensors: tuple, rows):
         """One training step on ``tuple(t[rows] for t in tensors)``; its loss (detached)."""

@@ -22,7 +22,8 @@ def hidden_layers(layers, x):
     while index < len(layers):
         layer = layers[index]
         pool = layers[index + 1] if index + 1 < len(layers) else None
-        if isinstance(layer, Conv2D) and layer.activation == "relu" and isinstance(pool, MaxPooling2D):
+        if isinstance(layer, Conv2D) and layer.activation == "relu" and isinstance(pool, MaxPooling2D) \
+                and not layer.pads and not pool.pads:
             x = F.relu(conv_then_pool(layer.conv, pool, x))
             index += 2
         else:

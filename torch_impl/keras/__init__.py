@@ -10,12 +10,14 @@ What only makes it faster lives in ``torch_impl.fast``; what the process
 needs around training (threads, denormals, memory) in ``torch_impl.process``.
 """
 
-from torch_impl.keras.layers import (AlphaDropout, BatchNormalization, Conv2D, Dense, Flatten, Input, Layer,
-                                     MaxPooling2D)
+from torch_impl.keras.layers import (Activation, AlphaDropout, AveragePooling2D, BatchNormalization, Conv2D, Dense,
+                                     Dropout, Flatten, GlobalAveragePooling2D, Input, Layer, MaxPooling2D, Rescaling,
+                                     Reshape)
 from torch_impl.keras.losses import EpochMeans, correct_predictions, keras_loss
-from torch_impl.keras.optimizers import KerasAdam, KerasOptimizer, KerasRMSprop, RMSprop, make_optimizer
+from torch_impl.keras.optimizers import KerasAdam, KerasOptimizer, KerasRMSprop, KerasSGD, RMSprop, make_optimizer
 from torch_impl.keras.sequential import Sequential
 
-__all__ = ["AlphaDropout", "BatchNormalization", "Conv2D", "Dense", "EpochMeans", "Flatten", "Input", "KerasAdam",
-           "KerasOptimizer", "KerasRMSprop", "Layer", "MaxPooling2D", "RMSprop", "Sequential", "correct_predictions",
+__all__ = ["Activation", "AlphaDropout", "AveragePooling2D", "BatchNormalization", "Conv2D", "Dense", "Dropout",
+           "EpochMeans", "Flatten", "GlobalAveragePooling2D", "Input", "KerasAdam", "KerasOptimizer", "KerasRMSprop",
+           "KerasSGD", "Layer", "MaxPooling2D", "RMSprop", "Rescaling", "Reshape", "Sequential", "correct_predictions",
            "keras_loss", "make_optimizer"]

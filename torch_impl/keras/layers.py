@@ -86,11 +86,14 @@ def _numpy_dtype(tensor) -> np.dtype:
 
 class Flatten(Layer):
     keras_type = "Flatten"
+    keras_order = False  # NCHW maps flattened in Keras' (height, width, channels) order; set by Sequential
 
     def build(self, input_shape):
         return (math.prod(input_shape),)
 
     def forward(self, x):
+        if self.keras_order and x.dim() == 4:
+            x = x.permute(0, 2, 3, 1)
         return x.flatten(1)
 
 
@@ -153,18 +156,48 @@ def _pair(value) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
+PADDINGS = ("valid", "same")
+
+
+def _padding(padding: str) -> str:
+    if padding not in PADDINGS:
+        raise validation.DualBackendError(f"Unknown padding {padding!r}. Valid paddings: {', '.join(PADDINGS)}.")
+    return padding
+
+
+def same_padding(size: tuple, window: tuple, strides: tuple) -> tuple[int, int, int, int] | None:
+    """TensorFlow's 'same' padding for a (height, width) input, as ``F.pad`` takes it (left, right, top,
+    bottom), or None when none is needed.  The output keeps ⌈size / stride⌉; of an odd total the extra
+    row or column goes after (bottom, right), which torch's symmetric ``padding=`` cannot say."""
+    pads = []
+    for n, k, s in zip(size, window, strides):
+        total = max((-(-n // s) - 1) * s + k - n, 0)
+        pads.append((total // 2, total - total // 2))
+    (top, bottom), (left, right) = pads
+    return (left, right, top, bottom) if any((top, bottom, left, right)) else None
+
+
+def windows_out(size: tuple, window: tuple, strides: tuple, padding: str) -> tuple[int, int]:
+    """Output (height, width) of a window sliding over ``size``: Keras' rule for 'valid' and 'same'."""
+    if padding == "same":
+        return tuple(-(-n // s) for n, s in zip(size, strides))
+    return tuple((n - k) // s + 1 for n, k, s in zip(size, window, strides))
+
+
 class Conv2D(Layer):
-    """``keras.layers.Conv2D``, 'valid' padding: glorot-uniform kernel, zero bias, NCHW inside.
+    """``keras.layers.Conv2D``: glorot-uniform kernel, zero bias, NCHW inside; 'valid' padding, or 'same'
+    as TensorFlow pads (``same_padding``).
 
     Shapes are given and reported as Keras' (height, width, channels).
     """
 
     keras_type = "Conv2D"
+    pads = None  # F.pad's (left, right, top, bottom) for 'same' padding, set by build
 
-    def __init__(self, filters: int, kernel_size, activation: str | None = None, strides=1):
+    def __init__(self, filters: int, kernel_size, activation: str | None = None, strides=1, padding="valid"):
         super().__init__()
         self.filters, self.kernel_size, self.strides = filters, _pair(kernel_size), _pair(strides)
-        self.activation = _activation(activation)
+        self.activation, self.padding = _activation(activation), _padding(padding)
 
     def build(self, input_shape):
         if len(input_shape) != 3:
@@ -177,8 +210,9 @@ class Conv2D(Layer):
         # glorot_uniform on OIHW: fans are in/out channels times the window, as Keras counts them on HWIO.
         nn.init.xavier_uniform_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
-        (kh, kw), (sh, sw) = self.kernel_size, self.strides
-        return ((height - kh) // sh + 1, (width - kw) // sw + 1, self.filters)
+        if self.padding == "same":
+            self.pads = same_padding((height, width), self.kernel_size, self.strides)
+        return (*windows_out((height, width), self.kernel_size, self.strides, self.padding), self.filters)
 
     def keras_tensors(self):
         return [self.conv.weight, self.conv.bias]
@@ -191,29 +225,105 @@ class Conv2D(Layer):
 
     def forward(self, x):
         # In place: a convolution does not need its output for its own backward pass.
-        x = self.conv(x)
+        x = self.conv(F.pad(x, self.pads) if self.pads else x)
         return F.relu(x, inplace=True) if self.activation == "relu" else ACTIVATIONS[self.activation](x)
 
 
-class MaxPooling2D(Layer):
-    """``keras.layers.MaxPooling2D``: strides default to the pool size, 'valid' padding (floor)."""
+class Pooling2D(Layer):
+    """Keras' 2-D poolings: strides default to the pool size; 'valid' padding (floor), or 'same' as
+    TensorFlow pads (``same_padding``)."""
 
-    keras_type = "MaxPooling2D"
+    pads = None  # F.pad's (left, right, top, bottom) for 'same' padding, set by build
 
-    def __init__(self, pool_size=(2, 2), strides=None):
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid"):
         super().__init__()
         self.pool_size = _pair(pool_size)
         self.strides = _pair(strides) if strides is not None else self.pool_size
+        self.padding = _padding(padding)
 
     def build(self, input_shape):
         height, width, channels = input_shape
-        (ph, pw), (sh, sw) = self.pool_size, self.strides
-        return ((height - ph) // sh + 1, (width - pw) // sw + 1, channels)
+        if self.padding == "same":
+            self.pads = same_padding((height, width), self.pool_size, self.strides)
+        return (*windows_out((height, width), self.pool_size, self.strides, self.padding), channels)
+
+
+class MaxPooling2D(Pooling2D):
+    """``keras.layers.MaxPooling2D``; with 'same' padding, the padding never wins (−∞)."""
+
+    keras_type = "MaxPooling2D"
 
     def forward(self, x):
+        if self.pads:
+            x = F.pad(x, self.pads, value=-math.inf)
         if cpu_kernels.contiguous_on_cpu(x):
             return cpu_kernels.max_pool2d(x, self.pool_size, self.strides)
         return F.max_pool2d(x, self.pool_size, self.strides)
+
+
+class AveragePooling2D(Pooling2D):
+    """``keras.layers.AveragePooling2D``: the mean of each window; with 'same' padding, of the window's
+    cells inside the image, as TensorFlow counts them (torch's symmetric padding would count the
+    padding, or pad on the other side)."""
+
+    keras_type = "AveragePooling2D"
+
+    def forward(self, x):
+        if not self.pads:
+            return F.avg_pool2d(x, self.pool_size, self.strides)
+        sums = F.avg_pool2d(F.pad(x, self.pads), self.pool_size, self.strides, divisor_override=1)
+        inside = F.avg_pool2d(F.pad(torch.ones_like(x[:1, :1]), self.pads), self.pool_size, self.strides,
+                              divisor_override=1)
+        return sums / inside
+
+
+class GlobalAveragePooling2D(Layer):
+    """``keras.layers.GlobalAveragePooling2D``: each channel's mean over height and width."""
+
+    keras_type = "GlobalAveragePooling2D"
+
+    def build(self, input_shape):
+        return input_shape[-1:]
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+class Reshape(Layer):
+    """``keras.layers.Reshape``: Keras reshapes its NHWC values; in a model that holds images as NCHW
+    (``channels_first``, set by Sequential) images are turned to NHWC before and back after, so that the
+    values land where Keras puts them."""
+
+    keras_type = "Reshape"
+    channels_first = False
+
+    def __init__(self, target_shape):
+        super().__init__()
+        self.target_shape = tuple(target_shape)
+
+    def build(self, input_shape):
+        known = math.prod(d for d in self.target_shape if d != -1)
+        self.output = tuple(math.prod(input_shape) // known if d == -1 else d for d in self.target_shape)
+        return self.output
+
+    def forward(self, x):
+        if self.channels_first and x.dim() == 4:
+            x = x.permute(0, 2, 3, 1)
+        x = x.reshape(len(x), *self.output)
+        return x.permute(0, 3, 1, 2) if self.channels_first and x.dim() == 4 else x
+
+
+class Rescaling(Layer):
+    """``keras.layers.Rescaling``: ``x · scale + offset``."""
+
+    keras_type = "Rescaling"
+
+    def __init__(self, scale: float, offset: float = 0.0):
+        super().__init__()
+        self.scale, self.offset = scale, offset
+
+    def forward(self, x):
+        return x * self.scale + self.offset
 
 
 class BatchNormalization(Layer):
@@ -274,6 +384,38 @@ class AlphaDropout(Layer):
 
     def forward(self, x):
         return F.alpha_dropout(x, self.rate, self.training)
+
+
+class Dropout(Layer):
+    """``keras.layers.Dropout``: inverted dropout, as Keras' (kept values scaled by 1/(1 − rate) in
+    training, the identity outside it).  The masks come from torch's generator, so they differ from
+    TensorFlow's draws."""
+
+    keras_type = "Dropout"
+
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x):
+        return F.dropout(x, self.rate, self.training)
+
+
+class Activation(Layer):
+    """``keras.layers.Activation``: the activation alone; a softmax or sigmoid one is a head whose
+    loss Keras computes from its input (``logits``)."""
+
+    keras_type = "Activation"
+
+    def __init__(self, activation: str | None):
+        super().__init__()
+        self.activation = _activation(activation)
+
+    def logits(self, x):
+        return x
+
+    def forward(self, x):
+        return ACTIVATIONS[self.activation](x)
 
 
 def keras_names(layers) -> list[str]:

@@ -92,14 +92,15 @@ class KerasAdam(KerasOptimizer):
 
 
 class KerasRMSprop(KerasOptimizer):
-    """RMSprop as Keras applies it: ``v = ρv + (1−ρ)g²``, ``p −= lr·g / √(v + ε)``.
+    """RMSprop as Keras applies it: ``v = ρv + (1−ρ)g²``, ``p −= lr·g / √(v + ε)``; with momentum,
+    ``m = momentum·m + lr·g / √(v + ε)``, ``p −= m``.
 
     Keras puts ε inside the square root; torch's RMSprop adds it outside
     (``√v + ε``), which no setting of torch's class can express.
     """
 
-    def __init__(self, params, lr=1e-3, rho=0.9, eps=1e-7):
-        super().__init__(params, {"lr": lr, "rho": rho, "eps": eps})
+    def __init__(self, params, lr=1e-3, rho=0.9, eps=1e-7, momentum=0.0):
+        super().__init__(params, {"lr": lr, "rho": rho, "eps": eps, "momentum": momentum})
 
     def update(self, group, params, grads):
         velocities = self.slots(params, "velocity")
@@ -107,7 +108,44 @@ class KerasRMSprop(KerasOptimizer):
         torch._foreach_addcmul_(velocities, grads, grads, value=1 - group["rho"])
         denominators = torch._foreach_add(velocities, group["eps"])
         torch._foreach_sqrt_(denominators)
-        torch._foreach_addcdiv_(params, grads, denominators, value=-group["lr"])
+        if not group["momentum"]:
+            torch._foreach_addcdiv_(params, grads, denominators, value=-group["lr"])
+            return
+        # Keras' order of operations: (lr·g) / √(v + ε), then the momentum.
+        increments = torch._foreach_mul(grads, group["lr"])
+        torch._foreach_div_(increments, denominators)
+        momentums = self.slots(params, "momentum")
+        torch._foreach_mul_(momentums, group["momentum"])
+        torch._foreach_add_(momentums, increments)
+        torch._foreach_sub_(params, momentums)
+
+
+class KerasSGD(KerasOptimizer):
+    """SGD as Keras applies it: ``p −= g·lr``; with momentum, ``m = momentum·m − g·lr``, then
+    ``p += m``, or with Nesterov ``p += momentum·m − g·lr``.
+
+    torch's SGD keeps ``b = momentum·b + g`` and takes ``p −= lr·b`` (Nesterov:
+    ``p −= lr·(g + momentum·b)``): the same steps while the learning rate is
+    constant (``m = −lr·b``), rounded in another order.  Keras' order is kept here.
+    """
+
+    def __init__(self, params, lr=0.01, momentum=0.0, nesterov=False):
+        super().__init__(params, {"lr": lr, "momentum": momentum, "nesterov": nesterov})
+
+    def update(self, group, params, grads):
+        scaled = torch._foreach_mul(grads, group["lr"])
+        if not group["momentum"]:
+            torch._foreach_sub_(params, scaled)
+            return
+        momentums = self.slots(params, "momentum")
+        torch._foreach_mul_(momentums, group["momentum"])
+        torch._foreach_sub_(momentums, scaled)
+        if group["nesterov"]:
+            step = torch._foreach_mul(momentums, group["momentum"])
+            torch._foreach_sub_(step, scaled)
+            torch._foreach_add_(params, step)
+        else:
+            torch._foreach_add_(params, momentums)
 
 
 class RMSprop:

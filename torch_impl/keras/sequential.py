@@ -14,7 +14,11 @@ from torch import nn
 
 from dual_backend import validation
 from torch_impl.fast import chunks, cuda_graph, pool_first
-from torch_impl.keras.layers import PROBABILITY_HEADS, Conv2D, Dense, Flatten, Input, keras_names
+from torch_impl.keras.layers import (PROBABILITY_HEADS, Activation, AlphaDropout, Conv2D, Dense, Dropout, Flatten,
+                                     GlobalAveragePooling2D, Input, Pooling2D, Rescaling, Reshape, keras_names)
+
+# Layers that keep each value in its place: a Flatten of NCHW maps stays unread until a Dense after them.
+IN_PLACE = (Dropout, AlphaDropout, Activation, Flatten, Rescaling)
 from torch_impl.keras.losses import EpochMeans, correct_predictions, keras_loss
 from torch_impl.keras.optimizers import make_optimizer
 
@@ -22,41 +26,59 @@ from torch_impl.keras.optimizers import make_optimizer
 class Sequential(L.LightningModule):
     """``keras.Sequential`` as a LightningModule: Keras' layers and compile, Lightning's loop."""
 
-    def __init__(self, layers, name: str = "sequential"):
+    def __init__(self, layers, name: str = "sequential", layer_names: list[str] | None = None):
         super().__init__()
         first, *rest = layers
         if not isinstance(first, Input):
             raise validation.DualBackendError("A Sequential model starts with Input(shape=...).")
+        # Images go in as NCHW; Keras' (height, width, channels) shapes stay the public ones.
+        self.channels_first = any(isinstance(layer, (Conv2D, Pooling2D, GlobalAveragePooling2D)) for layer in rest)
         shape, self.output_shapes = first.shape, []
-        for previous, layer in zip([None, *rest], rest):
-            if isinstance(layer, Dense) and isinstance(previous, Flatten) and len(self.output_shapes) > 1 \
-                    and len(self.output_shapes[-2]) == 4:
-                layer.flattened_from = self.output_shapes[-2][1:]
+        # A Flatten of NCHW maps gives the values in (channels, height, width) order: the Dense that reads
+        # them takes its weights in Keras' order (``Dense.flattened_from``); with no Dense after it, the
+        # Flatten itself puts them in Keras' (height, width, channels) order.
+        flatten, flattened_from = None, None
+        for layer in rest:
+            if isinstance(layer, Flatten) and self.channels_first and len(shape) == 3:
+                flatten, flattened_from = layer, shape
+            elif isinstance(layer, Dense) and flattened_from:
+                layer.flattened_from, flatten, flattened_from = flattened_from, None, None
+            elif not isinstance(layer, IN_PLACE):
+                flatten, flattened_from = None, None
+            if isinstance(layer, Reshape):
+                layer.channels_first = self.channels_first
             shape = layer.build(shape)
             self.output_shapes.append((None, *shape))
+        if flatten is not None:
+            flatten.keras_order = True
+        # Convolution maps as the model's output: back in Keras' NHWC, for the loss and for predict.
+        self.images_out = self.channels_first and len(shape) == 3
         self.body = nn.ModuleList(rest)
-        # Images go in as NCHW; Keras' (height, width, channels) shapes stay the public ones.
-        self.channels_first = any(isinstance(layer, Conv2D) for layer in rest)
         self.memory_format = torch.contiguous_format  # see use_channels_last
         self.step_logits = self.logits  # see compile_steps
-        self.layer_names = keras_names(rest)
+        self.layer_names = layer_names or keras_names(rest)
         self.model_name = name
         self.input_shape, self.output_shape = (None, *first.shape), (None, *shape)
         self.keras_optimizer = self.keras_loss = None
+        self.keras_from_logits = False
         self.keras_metrics: list[str] = []
         self.automatic_optimization = False  # see training_step
         self.step_graph: cuda_graph.StepGraph | None = None  # see training_step
 
     # Keras' compile, deliberately shadowing nn.Module.compile (torch.compile(model) still works).
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, from_logits: bool = False):
         self.keras_optimizer = optimizer if not isinstance(optimizer, str) else validation.optimizer_name(optimizer)
         self.keras_loss = validation.loss_name(loss)
+        self.keras_from_logits = from_logits  # Keras' from_logits=True: the outputs are logits
         self.keras_metrics = validation.metric_names(metrics)
         self.train_means = EpochMeans(self.keras_metrics)
         self.val_means = EpochMeans(self.keras_metrics)
 
     def forward(self, x):
-        return self.body[-1](self.hidden(x))
+        return self.in_keras_layout(self.body[-1](self.hidden(x)))
+
+    def in_keras_layout(self, output):
+        return output.permute(0, 2, 3, 1) if self.images_out else output
 
     def training_step(self, batch, batch_idx):
         """One Keras step per batch: a batch, or each batch of a chunk (``TensorBatches``).
@@ -79,7 +101,16 @@ class Sequential(L.LightningModule):
         self._step(batch, self.val_means)
 
     def predict_step(self, batch, batch_idx):
-        return self(batch[0])
+        return self(self.from_batch_layout(batch[0]))
+
+    # A user's own Trainer and DataLoader (``TorchModel.to_lightning``) bring images in Keras' NHWC layout;
+    # the front end's batches are already NCHW, and it turns this off while it trains.
+    keras_layout_batches = False
+
+    def from_batch_layout(self, x):
+        if self.keras_layout_batches and self.channels_first and x.dim() == 4:
+            return self.in_memory_format(x.permute(0, 3, 1, 2))
+        return x
 
     def configure_optimizers(self):
         if isinstance(self.keras_optimizer, str):
@@ -88,8 +119,8 @@ class Sequential(L.LightningModule):
 
     def _step(self, batch, means: EpochMeans):
         x, y, *sample_weight = batch  # (x, y) or (x, y, sample_weight)
-        logits = self.step_logits(x)
-        loss = keras_loss(self.keras_loss, logits, y, self.head_activation, *sample_weight)
+        logits = self.step_logits(self.from_batch_layout(x))
+        loss = keras_loss(self.keras_loss, logits, y, self.loss_activation, *sample_weight)
         correct = correct_predictions(logits, y, self.head_activation) if self.keras_metrics else None
         means.update(loss, correct, len(x))
         return loss
@@ -99,12 +130,21 @@ class Sequential(L.LightningModule):
         """The last layer's activation: it decides how Keras computes the loss and the accuracy."""
         return getattr(self.body[-1], "activation", None)
 
+    @property
+    def loss_activation(self) -> str | None:
+        """The head the loss reads logits in front of: the last layer's activation, or, compiled with
+        ``from_logits=True`` on a head without one, the softmax or sigmoid Keras then applies inside
+        the loss (to the outputs, which ``logits`` returns as they are)."""
+        if self.keras_from_logits:
+            return "sigmoid" if self.keras_loss == "binary_crossentropy" else "softmax"
+        return self.head_activation
+
     def logits(self, x):
         """The output before a softmax or sigmoid head: what Keras computes the loss from."""
         head = self.body[-1]
         if self.head_activation in PROBABILITY_HEADS:
-            return head.logits(self.hidden(x))
-        return head(self.hidden(x))
+            return self.in_keras_layout(head.logits(self.hidden(x)))
+        return self.in_keras_layout(head(self.hidden(x)))
 
     def hidden(self, x):
         """Every layer but the last (a convolution's ReLU after its pooling: ``torch_impl.fast.pool_first``)."""
@@ -144,11 +184,19 @@ class Sequential(L.LightningModule):
             raise validation.DualBackendError(f"{len(arrays)} weight arrays left over: not the same model.")
 
     def layer_outputs(self, x) -> list:
-        """Every layer's output, images back in Keras' NHWC layout (for the activation figures)."""
-        outputs, x = [], self.in_memory_format(x)
+        """Every layer's output, images back in Keras' NHWC layout (for the activation figures), and
+        flattened maps in Keras' (height, width, channels) order up to the Dense that reads them."""
+        outputs, x, keras_order = [], self.in_memory_format(x), None
         for layer in self.body:
+            if isinstance(layer, Flatten) and x.dim() == 4 and not layer.keras_order:
+                channels, height, width = x.shape[1:]
+                keras_order = torch.arange(x[0].numel(), device=x.device).reshape(channels, height, width) \
+                    .permute(1, 2, 0).flatten()
+            elif not isinstance(layer, IN_PLACE):
+                keras_order = None
             x = layer(x)
-            outputs.append(x.permute(0, 2, 3, 1) if x.dim() == 4 else x)
+            outputs.append(x.permute(0, 2, 3, 1) if x.dim() == 4 else x[:, keras_order] if keras_order is not None
+                           else x)
         return outputs
 
     # Speed-ups that change the numbers computed: flags, off by default.

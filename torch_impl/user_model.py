@@ -1,0 +1,95 @@
+"""A model written with ``dual_backend.keras``, built as a ``torch_impl.keras.Sequential`` LightningModule.
+
+Mirror of ``keras_ref/user_model.py``.  Each description becomes the
+``torch_impl.keras`` layer of the same class; the arguments a description
+takes only at Keras' defaults (initialisers, ``use_bias``, ``padding``, ...)
+are the defaults those layers are written with.
+"""
+
+import functools
+
+import torch
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+
+from torch_impl.backend import Repeat
+from torch_impl.backend import TorchModel as Model  # the front end's model on this backend
+from torch_impl.horse_or_human import WORKERS, binary_label, to_rgb
+from torch_impl.keras import (Activation, AlphaDropout, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout,
+                              Flatten, GlobalAveragePooling2D, Input, KerasAdam, KerasRMSprop, KerasSGD, MaxPooling2D,
+                              Rescaling, Reshape, Sequential)
+
+__all__ = ["Model", "build_model", "built_layers", "optimizer", "pipeline"]
+
+LAYERS = {
+    "Flatten": lambda a: Flatten(),
+    "Dense": lambda a: Dense(a["units"], activation=a["activation"]),
+    "Conv2D": lambda a: Conv2D(a["filters"], a["kernel_size"], activation=a["activation"], strides=a["strides"],
+                               padding=a["padding"]),
+    "MaxPooling2D": lambda a: MaxPooling2D(a["pool_size"], a["strides"], padding=a["padding"]),
+    "AveragePooling2D": lambda a: AveragePooling2D(a["pool_size"], a["strides"], padding=a["padding"]),
+    "GlobalAveragePooling2D": lambda a: GlobalAveragePooling2D(),
+    "Reshape": lambda a: Reshape(a["target_shape"]),
+    "Rescaling": lambda a: Rescaling(a["scale"], a["offset"]),
+    "BatchNormalization": lambda a: BatchNormalization(momentum=a["momentum"], epsilon=a["epsilon"]),
+    "Dropout": lambda a: Dropout(a["rate"]),
+    "AlphaDropout": lambda a: AlphaDropout(a["rate"]),
+    "Activation": lambda a: Activation(a["activation"]),
+}
+
+
+def build_model(layers, input_shape, name):
+    torch_layers = [Input(shape=input_shape)]
+    for layer in layers:
+        torch_layers.append(LAYERS[type(layer).__name__](layer.arguments))
+    return Sequential(torch_layers, name=name, layer_names=[layer.name for layer in layers])
+
+
+def built_layers(module) -> list:
+    """The module's layers, one per description, in order."""
+    return list(module.body)
+
+
+OPTIMIZERS = {
+    "SGD": lambda s: functools.partial(KerasSGD, lr=s["learning_rate"], momentum=s["momentum"],
+                                       nesterov=s["nesterov"]),
+    "Adam": lambda s: functools.partial(KerasAdam, lr=s["learning_rate"], beta_1=s["beta_1"], beta_2=s["beta_2"],
+                                        eps=s["epsilon"]),
+    "RMSprop": lambda s: functools.partial(KerasRMSprop, lr=s["learning_rate"], rho=s["rho"], eps=s["epsilon"],
+                                           momentum=s["momentum"]),
+}
+
+
+def optimizer(description):
+    """``keras.optimizers.Adam(...)`` as the Keras-rule optimizer to make once the parameters exist."""
+    return OPTIMIZERS[type(description).__name__](description.settings)
+
+
+class Pixels:
+    """An image's pixels as floats times ``rescale`` (None: 0-255 as read), CHW for a model that holds
+    images channels first, else Keras' HWC."""
+
+    def __init__(self, rescale, channels_first: bool):
+        self.rescale, self.channels_first = rescale, channels_first
+
+    def __call__(self, image):
+        pixels = transforms.functional.pil_to_tensor(image).to(torch.get_default_dtype())
+        pixels = pixels if self.channels_first else pixels.permute(1, 2, 0)
+        return pixels if self.rescale is None else pixels * self.rescale
+
+
+def one_hot(index, classes: int):
+    return torch.nn.functional.one_hot(torch.tensor(index), classes).to(torch.get_default_dtype())
+
+
+def pipeline(flow, repeat: bool, model):
+    """A ``flow_from_directory`` description as torchvision's ``ImageFolder`` in a ``DataLoader``;
+    a :class:`Repeat` of it when ``fit`` reads it on across epochs (``steps_per_epoch``)."""
+    labels = {"binary": binary_label, "categorical": functools.partial(one_hot, classes=len(flow.counts)),
+              "sparse": None}[flow.class_mode]
+    folder = datasets.ImageFolder(flow.directory, target_transform=labels, transform=transforms.Compose(
+        [transforms.Lambda(to_rgb), Pixels(flow.rescale, model.module.channels_first)]))
+    generator = torch.Generator().manual_seed(flow.seed) if flow.seed is not None else None
+    loader = DataLoader(folder, batch_size=flow.batch_size, shuffle=flow.shuffle, generator=generator,
+                        num_workers=WORKERS, persistent_workers=WORKERS > 0 and repeat)
+    return Repeat(loader) if repeat else loader
