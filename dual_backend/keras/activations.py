@@ -6,7 +6,7 @@ numpy, so ``keras.activations.softmax(np.array([[1.0, 2.0]]))`` works as in Kera
 
 ``tf.nn.softmax`` and ``tf.nn.sigmoid`` are the same as ``"softmax"`` and
 ``"sigmoid"`` for the loss too: Keras' TensorFlow backend finds the logits
-behind either (measured in tests/test_keras_namespace.py), so the ports
+behind either (measured in tests/front_end/keras_namespace/), so the ports
 compute the loss from the logits in both cases.
 """
 
