@@ -30,10 +30,19 @@ def keras_loss(name: str, logits, y, activation: str | None, sample_weight=None)
     With ``sample_weight`` (one weight per sample) the loss is Keras'
     ``sum(weight · sample's loss) / batch size``; without, the plain mean.
     """
-    per_sample = _per_sample_loss(name, logits, y, activation)
-    if sample_weight is None:
-        return per_sample.mean()
-    return (per_sample * sample_weight).sum() / len(per_sample)
+    if sample_weight is not None:
+        per_sample = _per_sample_loss(name, logits, y, activation)
+        return (per_sample * sample_weight).sum() / len(per_sample)
+    # The batch means in torch's own reductions: the step's cost on small models (the lessons' heads).
+    if activation in PROBABILITY_HEADS and name == "sparse_categorical_crossentropy":
+        return F.cross_entropy(logits, y if y.dim() == 1 else y.reshape(-1))
+    if activation in PROBABILITY_HEADS and name == "binary_crossentropy":
+        return F.binary_cross_entropy_with_logits(logits, y if y.shape == logits.shape else y.reshape(logits.shape))
+    if activation in PROBABILITY_HEADS and name == "categorical_crossentropy":
+        return -(y * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+    if activation not in PROBABILITY_HEADS and name == "mean_squared_error":
+        return F.mse_loss(logits, y if y.shape == logits.shape else y.reshape(logits.shape))
+    return _per_sample_loss(name, logits, y, activation).mean()
 
 
 def _per_sample_loss(name: str, logits, y, activation: str | None):
@@ -68,12 +77,12 @@ def correct_predictions(logits, y, activation: str | None):
     so its argmax is taken from its output, as Keras does.
     """
     kind = validation.accuracy_kind(tuple(y.shape), tuple(logits.shape))
-    outputs = logits if activation not in PROBABILITY_HEADS else ACTIVATIONS[activation](logits)
     if kind == "binary":
+        outputs = ACTIVATIONS[activation](logits) if activation in PROBABILITY_HEADS else logits
         matches = (outputs > 0.5).to(y.dtype) == y.reshape(outputs.shape)
         return matches.to(outputs.dtype).mean(-1).sum()
-    scores = logits if activation == "softmax" else outputs
-    labels = y.reshape(-1) if kind == "sparse_categorical" else y.argmax(-1)
+    scores = torch.sigmoid(logits) if activation == "sigmoid" else logits
+    labels = (y if y.dim() == 1 else y.reshape(-1)) if kind == "sparse_categorical" else y.argmax(-1)
     return (scores.argmax(-1) == labels).sum()
 
 
