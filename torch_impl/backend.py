@@ -230,15 +230,15 @@ class TorchModel(Model):
     def _evaluate(self, x, y, batch_size, callbacks, sample_weight=None, steps=None):
         batches = CheckedBatches(x, self) if self._is_pipeline(x) else \
             self._batches(x, y, batch_size, sample_weight=sample_weight)
-        trainer = self._trainer(callbacks=[KerasCallbacks(callbacks, self)], limit_val_batches=steps or 1.0)
-        with self._computing():
+        with self._computing():  # the Trainer announces itself as it is made
+            trainer = self._trainer(callbacks=[KerasCallbacks(callbacks, self)], limit_val_batches=steps or 1.0)
             trainer.validate(self.module, batches, verbose=False)
         return self.module.val_means.compute()
 
     def _predict(self, x, batch_size, callbacks, steps=None):
-        trainer = self._trainer(callbacks=[KerasCallbacks(callbacks, self)], limit_predict_batches=steps or 1.0)
         batches = CheckedBatches(x, self) if self._is_pipeline(x) else self._batches(x, batch_size=batch_size)
         with self._computing():
+            trainer = self._trainer(callbacks=[KerasCallbacks(callbacks, self)], limit_predict_batches=steps or 1.0)
             batches = trainer.predict(self.module, batches)
         return torch.cat(batches).cpu().numpy()
 

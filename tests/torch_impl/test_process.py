@@ -87,3 +87,20 @@ Sequential([Input(shape=(1,)), Dense(1)])
 assert sys.modules["triton"] is None
 """
     _python(code, env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def test_evaluate_and_predict_print_none_of_lightnings_announcements(capfd):
+    """Lightning announces the hardware and its settings as a Trainer is made; the front end prints its own lines."""
+    import numpy as np
+
+    import dual_backend
+
+    model = dual_backend.build("hello_world", backend="torch", device="cpu")
+    x = np.arange(4, dtype="float32")
+    capfd.readouterr()
+    model.evaluate(x, 3 * x + 1)
+    model.predict(x)
+    model.fit(x, 3 * x + 1, epochs=1, verbose=0)
+    printed = capfd.readouterr()
+    assert "GPU available" not in printed.out + printed.err
+    assert "limit_" not in printed.out + printed.err
