@@ -96,9 +96,20 @@ def copy_weights(source: Model, target: Model) -> None:
     copy(source, target)
 
 
-def load_model(path, device: str = "auto") -> Model:
-    """A model saved with ``model.save(path)``, on the backend its file format names (``FILE_FORMATS``)."""
-    return backend_package(backend_of_model_file(path)).load(path, device)
+def load_model(path, device: str = "auto", backend: str | None = None) -> Model:
+    """A model saved with ``model.save(path)``, or any Keras model file, on ``backend``.
+
+    ``backend`` None: the one whose ``Model.save`` writes files named like ``path`` (``FILE_FORMATS``:
+    ``.keras`` keras, ``.pt`` torch; Keras' legacy ``.h5`` keras).  ``backend="torch"`` opens a
+    ``.keras`` or ``.h5`` file written by tf.keras (or by the torch backend) without TensorFlow:
+    ``dual_backend.keras_file`` reads it and the torch port is built from its layers.
+    Raises ``DualBackendError`` naming the file (and the layer) when it cannot be read as it is.
+    """
+    from dual_backend import keras_file
+
+    if backend is None:
+        backend = "keras" if keras_file.is_keras_file(path) else backend_of_model_file(path)
+    return backend_package(backend).load(path, device)
 
 
 __all__ = ["BACKENDS", "FILE_FORMATS", "BackupAndRestore", "Callback", "DataError", "DualBackendError", "History", "LESSONS",

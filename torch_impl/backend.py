@@ -29,6 +29,7 @@ from dual_backend.model import Model, require_gpus
 from torch_impl import process
 from torch_impl.batches import CheckedBatches, Repeat, StreamEpochs, TensorBatches
 from torch_impl.callbacks import AtomicCheckpointIO, KerasCallbacks, backup_to_resume, lightning_counterparts
+from torch_impl.keras.optimizers import KerasOptimizer
 
 
 def select_device(device: str) -> str:
@@ -264,10 +265,14 @@ class TorchModel(Model):
         return sum(p.numel() for p in self.module.parameters() if p.requires_grad)
 
     def save(self, path) -> None:
-        """A ``.pt`` file of tensors and plain values, loadable with ``weights_only=True``."""
+        """A ``.pt`` file of tensors and plain values, loadable with ``weights_only=True``; or, named
+        ``.keras``, Keras' own archive (``dual_backend.keras_file.write``), which tf.keras loads."""
         path = Path(path)
+        if path.suffix == ".keras":
+            self._save_keras(path)
+            return
         if path.suffix != ".pt":
-            raise DualBackendError(f"torch models are saved as .pt files, got {path}.")
+            raise DualBackendError(f"torch models are saved as .pt files (or as .keras files for tf.keras), got {path}.")
         checkpoint = {
             "format": "dual-backend/torch/1", "lesson": self.lesson, "variant": self.variant,
             "options": self.options, "optimizer": self.optimizer if isinstance(self.optimizer, str) else None,
@@ -276,6 +281,52 @@ class TorchModel(Model):
             "state_dict": {k: v.cpu() for k, v in self.module.state_dict().items()},
         }
         atomic_write(path, lambda temporary: torch.save(checkpoint, temporary))
+
+    def _save_keras(self, path) -> None:
+        from dual_backend import keras_file
+        from torch_impl.user_model import definition_of
+
+        definition = definition_of(self)
+        lesson = {"lesson": self.lesson, "variant": self.variant, "options": self.options} if self.lesson else None
+        variables = self.optimizer_variables(*definition["optimizer"]) if self.loss is not None else []
+        keras_file.write(path, definition, self.get_weights(), loss=self.loss, from_logits=self.from_logits,
+                         metrics=self.metrics, optimizer_variables=variables, dual_backend=lesson)
+
+    def optimizer_variables(self, kind: str, settings: dict) -> list:
+        """The optimizer's state as Keras' ``optimizer.variables``: the step count, the learning rate, then
+        each trained weight's slots (Adam's momentum and velocity, ...) in Keras' layout and order;
+        zeros before the first fit, as Keras' optimizer starts."""
+        from dual_backend import keras_file
+
+        optimizer, trained = self.module.kept_optimizer, self.module.trained_keras_tensors()
+        slots = {name: [] for name in keras_file.optimizer_slot_names(kind, settings)}
+        for layer, index, tensor in trained:
+            state = optimizer.state.get(tensor, {}) if optimizer is not None else {}
+            for name, arrays in slots.items():
+                value = state.get(name, torch.zeros_like(tensor))
+                arrays.append(np.array(layer.to_keras(index, value.detach().cpu().float().numpy())))
+        iterations = optimizer.param_groups[0].get("iterations", 0) if optimizer is not None else 0
+        return keras_file.variables_from_slots(kind, settings, iterations, slots, len(trained))
+
+    def set_optimizer_variables(self, kind: str, settings: dict, variables: list) -> None:
+        """Take Keras' optimizer variables (see :meth:`optimizer_variables`): the next ``fit`` continues
+        from that state, as it would in Keras.  Raises ``DualBackendError`` when they do not fit the model."""
+        from dual_backend import keras_file
+
+        trained = self.module.trained_keras_tensors()
+        iterations, slots = keras_file.slots_from_variables(kind, settings, variables, len(trained))
+        optimizer = self.module.configure_optimizers()
+        if not isinstance(optimizer, KerasOptimizer):
+            return  # torch's SGD without momentum: no state beyond the step count, which nothing reads
+        for position, (layer, index, tensor) in enumerate(trained):
+            for name, arrays in slots.items():
+                value = layer.from_keras(index, np.asarray(arrays[position], dtype=np.float32))
+                if tuple(value.shape) != tuple(tensor.shape):
+                    raise DualBackendError(f"The optimizer's {name} for weight {position} has shape "
+                                           f"{np.asarray(arrays[position]).shape}, not that of the weight.")
+                optimizer.state[tensor][name] = torch.from_numpy(np.ascontiguousarray(value)).to(tensor)
+        for group in optimizer.param_groups:
+            group["iterations"] = iterations
 
     def _read_backup(self, path) -> dict:
         checkpoint = load_tensors(path, "a readable backup", fix="Delete it to start over.")
@@ -312,8 +363,15 @@ def build(program, recipe, options, device, devices=1, speedups=None) -> TorchMo
 
 
 def load(path, device) -> TorchModel:
+    """A ``.pt`` file that ``TorchModel.save`` wrote, or a Keras ``.keras`` / ``.h5`` model file
+    (``dual_backend.keras_file``: read without TensorFlow, Keras' layout mapped to torch's)."""
     import dual_backend
+    from dual_backend import keras_file
 
+    if keras_file.is_keras_file(path):
+        from dual_backend.keras.models import from_saved
+
+        return from_saved(keras_file.read(path), "torch", device)
     checkpoint = load_tensors(path, "a readable dual-backend torch checkpoint")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != "dual-backend/torch/1":
         raise DualBackendError(f"{path} is not a dual-backend torch checkpoint (no 'format' entry).")

@@ -19,7 +19,7 @@ from torch_impl.keras import (Activation, AlphaDropout, AveragePooling2D, BatchN
                               Flatten, GlobalAveragePooling2D, Input, KerasAdam, KerasRMSprop, KerasSGD, MaxPooling2D,
                               Rescaling, Reshape, Sequential)
 
-__all__ = ["Model", "build_model", "built_layers", "optimizer", "pipeline"]
+__all__ = ["Model", "build_model", "built_layers", "definition_of", "optimizer", "pipeline"]
 
 LAYERS = {
     "Flatten": lambda a: Flatten(),
@@ -43,6 +43,55 @@ def build_model(layers, input_shape, name):
     for layer in layers:
         torch_layers.append(LAYERS[type(layer).__name__](layer.arguments))
     return Sequential(torch_layers, name=name, layer_names=[layer.name for layer in layers])
+
+
+# Each torch_impl.keras layer's settings by the names of Keras' arguments: the inverse of LAYERS.
+ARGUMENTS = {
+    "Flatten": lambda l: {},
+    "Dense": lambda l: {"units": l.units, "activation": l.activation},
+    "Conv2D": lambda l: {"filters": l.filters, "kernel_size": l.kernel_size, "strides": l.strides,
+                         "padding": l.padding, "activation": l.activation},
+    "MaxPooling2D": lambda l: {"pool_size": l.pool_size, "strides": l.strides, "padding": l.padding},
+    "AveragePooling2D": lambda l: {"pool_size": l.pool_size, "strides": l.strides, "padding": l.padding},
+    "GlobalAveragePooling2D": lambda l: {},
+    "Reshape": lambda l: {"target_shape": l.target_shape},
+    "Rescaling": lambda l: {"scale": l.scale, "offset": l.offset},
+    "BatchNormalization": lambda l: {"momentum": l.momentum, "epsilon": l.epsilon},
+    "Dropout": lambda l: {"rate": l.rate},
+    "AlphaDropout": lambda l: {"rate": l.rate},
+    "Activation": lambda l: {"activation": l.activation},
+}
+# Keras' optimizer settings of the torch optimizers the lessons compile with (torch_impl.keras.RMSprop).
+SETTINGS = {"lr": "learning_rate", "eps": "epsilon", "rho": "rho", "momentum": "momentum", "beta_1": "beta_1",
+            "beta_2": "beta_2", "nesterov": "nesterov"}
+
+
+def definition_of(model) -> dict:
+    """A torch model's layers, optimizer and name as a ``dual_backend.keras`` definition (what
+    ``Sequential.definition()`` gives), for a lesson's port as for a model of your own: what
+    ``dual_backend.keras_file.write`` turns into Keras' config."""
+    from dual_backend.keras import layers as descriptions
+    from dual_backend.keras import optimizers
+
+    module = model.module
+    layers = []
+    for layer, name in zip(module.body, module.layer_names):
+        description = descriptions.LAYERS[layer.keras_type](**ARGUMENTS[layer.keras_type](layer), name=name)
+        layers.append((layer.keras_type, description.arguments, name))
+    optimizer = getattr(model, "optimizer_description", None)
+    if optimizer is not None:
+        chosen = (type(optimizer).__name__, optimizer.settings)
+    elif isinstance(model.optimizer, str):
+        kind = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}[model.optimizer]
+        chosen = (kind, getattr(optimizers, kind)().settings)
+    elif model.optimizer is not None:  # a lesson's torch_impl.keras.RMSprop(...)
+        kind = {"rmsprop": "RMSprop"}[model.optimizer.name]
+        chosen = (kind, getattr(optimizers, kind)(**{SETTINGS[k]: v for k, v in model.optimizer.settings.items()})
+                  .settings)
+    else:
+        chosen = None
+    return {"name": module.model_name, "input_shape": tuple(module.input_shape[1:]), "layers": layers,
+            "optimizer": chosen}
 
 
 def built_layers(module) -> list:

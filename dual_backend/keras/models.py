@@ -271,10 +271,12 @@ class Sequential(FrontEndModel):
 
 
 def load_model(path, device: str = "auto") -> FrontEndModel:
-    """``keras.models.load_model``: ``dual_backend.load_model``."""
+    """``keras.models.load_model``: ``dual_backend.load_model`` on the backend ``keras.config.backend()``
+    names, so that with ``DUAL_BACKEND=torch`` a ``.keras`` file opens as a LightningModule."""
     import dual_backend
+    from dual_backend import keras_file
 
-    return dual_backend.load_model(path, device)
+    return dual_backend.load_model(path, device, backend=config.backend() if keras_file.is_keras_file(path) else None)
 
 
 def from_definition(definition: dict, backend: str) -> Sequential:
@@ -289,6 +291,39 @@ def from_definition(definition: dict, backend: str) -> Sequential:
     model.build()
     optimizer = definition.get("optimizer")
     return model, None if optimizer is None else getattr(optimizers, optimizer[0])(**optimizer[1])
+
+
+def from_saved(saved, backend: str, device: str = "auto") -> FrontEndModel:
+    """The model a Keras model file holds (a ``dual_backend.keras_file.SavedModel``), built on ``backend``
+    with the file's weights and compile settings.
+
+    A file dual-backend wrote for a lesson (its ``dual_backend.json`` names the lesson) gives that
+    lesson's model, built by name as ``dual-backend run`` builds it; any other file gives a
+    ``Sequential`` of the file's layers, as if written in code with ``dual_backend.keras``.
+    Raises ``DualBackendError`` naming the file and the layer when a weight does not fit.
+    """
+    import dual_backend
+    from dual_backend.keras import losses
+
+    lesson = saved.dual_backend.get("lesson")
+    if lesson:
+        model = dual_backend.build(lesson, backend=backend, variant=saved.dual_backend.get("variant"), device=device,
+                                   **saved.dual_backend.get("options", {}))
+    else:
+        model, optimizer = from_definition(saved.definition, backend)
+        if saved.loss is not None:
+            loss = saved.loss
+            if saved.from_logits:
+                loss = next(kind for kind in losses.Loss.__subclasses__() if kind.name == loss)(from_logits=True)
+            model.compile(optimizer=optimizer or "rmsprop", loss=loss, metrics=saved.metrics)
+    try:
+        model.set_weights(saved.weights)
+        optimizer = saved.definition["optimizer"]
+        if saved.optimizer_variables and optimizer and hasattr(model, "set_optimizer_variables"):
+            model.set_optimizer_variables(*optimizer, saved.optimizer_variables)
+    except DualBackendError as error:
+        raise DualBackendError(f"{saved.path}: its weights do not fit the model it describes ({error}).") from None
+    return model
 
 
 class SymbolicTensor:

@@ -59,7 +59,7 @@ class Sequential(L.LightningModule):
         self.layer_names = layer_names or keras_names(rest)
         self.model_name = name
         self.input_shape, self.output_shape = (None, *first.shape), (None, *shape)
-        self.keras_optimizer = self.keras_loss = None
+        self.keras_optimizer = self.keras_loss = self.kept_optimizer = None
         self.keras_from_logits = False
         self.keras_metrics: list[str] = []
         self.automatic_optimization = False  # see training_step
@@ -68,6 +68,7 @@ class Sequential(L.LightningModule):
     # Keras' compile, deliberately shadowing nn.Module.compile (torch.compile(model) still works).
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, from_logits: bool = False):
         self.keras_optimizer = optimizer if not isinstance(optimizer, str) else validation.optimizer_name(optimizer)
+        self.kept_optimizer = None  # made by the first fit (configure_optimizers)
         self.keras_loss = validation.loss_name(loss)
         self.keras_from_logits = from_logits  # Keras' from_logits=True: the outputs are logits
         self.keras_metrics = validation.metric_names(metrics)
@@ -113,9 +114,18 @@ class Sequential(L.LightningModule):
         return x
 
     def configure_optimizers(self):
-        if isinstance(self.keras_optimizer, str):
-            return make_optimizer(self.keras_optimizer, self.parameters())
-        return self.keras_optimizer(self.parameters())
+        """The optimizer ``compile`` chose, made once: like Keras', its state (step count, moments) carries
+        on from one ``fit`` to the next until the model is compiled again."""
+        if self.kept_optimizer is None:
+            self.kept_optimizer = make_optimizer(self.keras_optimizer, self.parameters()) \
+                if isinstance(self.keras_optimizer, str) else self.keras_optimizer(self.parameters())
+        return self.kept_optimizer
+
+    def trained_keras_tensors(self) -> list[tuple]:
+        """``(layer, index, tensor)`` for each weight the optimizer updates, in Keras' order
+        (``model.trainable_weights``); ``layer.to_keras(index, ...)`` gives an array in Keras' layout."""
+        return [(layer, index, tensor) for layer in self.body
+                for index, tensor in enumerate(layer.keras_tensors()) if tensor.requires_grad]
 
     def _step(self, batch, means: EpochMeans):
         x, y, *sample_weight = batch  # (x, y) or (x, y, sample_weight)

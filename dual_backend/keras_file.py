@@ -1,0 +1,597 @@
+"""Keras' model files, read and written without TensorFlow: the ``.keras`` archive and the legacy ``.h5``.
+
+A ``.keras`` file (Keras 3's ``model.save``) is a zip of ``config.json`` (the
+model's layers and its ``compile`` settings), ``metadata.json`` (Keras'
+version) and ``model.weights.h5``, whose variables sit at
+``layers/<layer name>/vars/<i>`` and ``optimizer/vars/<i>``.  A legacy
+``.h5`` file (``model.save('x.h5')`` in Keras 2, the course's era, or Keras 3)
+holds the same config in its ``model_config`` attribute, the compile settings
+in ``training_config``, and the weights at ``model_weights/<layer>/<weight name>``
+in the order of each layer's ``weight_names``.
+
+:func:`read` gives a :class:`SavedModel`: the layers as a ``dual_backend.keras``
+definition (``dual_backend.keras.models.from_definition`` builds it on either
+backend, each layer checked as a layer written in code is), the weights in
+Keras' layout and order (``Model.get_weights``), the compile settings and the
+optimizer's variables.  :func:`write` writes such a record as a ``.keras``
+archive that ``keras.models.load_model(path, safe_mode=True)`` loads.
+
+Nothing from a file runs: a ``Lambda`` layer, a custom layer, function or
+object (``registered_name``) is refused by name, as Keras' ``safe_mode``
+refuses them; h5py reads arrays, never pickles.  Every error names the file and
+the layer, and nothing is built from a file that fails a check.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dual_backend.errors import DualBackendError
+from dual_backend.interrupts import atomic_write
+
+# The members of a .keras archive (keras/src/saving/saving_lib.py).
+CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
+# The Keras version the written files say they come from: the one the project pins (tensorflow 2.21).
+KERAS_VERSION = "3.15.1"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+DUAL_BACKEND = "dual_backend.json"  # stored beside Keras' own members: the lesson, its variant and options
+# Layers whose config asks to run Python code (what Keras' safe_mode refuses).
+RUNS_CODE = ("Lambda", "TFOpLambda", "SlicingOpLambda")
+# Keras' optimizer variables per trainable weight, in the order Keras keeps them after ``iteration`` and
+# ``learning_rate``: Adam one (momentum, velocity) pair per weight; RMSprop every velocity, then every
+# momentum (with momentum); SGD every momentum (with momentum).
+SLOTS_INTERLEAVED = {"Adam": True, "RMSprop": False, "SGD": False}
+# Config keys a layer may carry that change nothing while the option that uses them is off.
+NEUTRAL = {"renorm_clipping": None, "quantization_config": None}
+UNREAD = ("renorm_momentum", "build_config")  # renorm_momentum: read only with renorm=True, which is refused
+
+
+@dataclass
+class SavedModel:
+    """A Keras model file's content.
+
+    ``definition``: ``{"name", "input_shape", "layers": [(class name, arguments, layer name)],
+    "optimizer": (class name, settings) or None}``, as ``dual_backend.keras`` models describe themselves;
+    ``weights``: float32 arrays in Keras' layout and order; ``loss`` (Keras' function name), ``from_logits``,
+    ``metrics`` (names): the compile settings, ``loss`` None when the model was not compiled;
+    ``optimizer_variables``: Keras' optimizer variables in its order (iteration, learning rate,
+    then the slots), [] when the file holds none; ``dual_backend``: what dual-backend stored beside
+    Keras' own files (the lesson, its variant and options), {} for a file of plain Keras.
+    """
+
+    path: str
+    definition: dict
+    weights: list
+    loss: str | None = None
+    from_logits: bool = False
+    metrics: list = field(default_factory=list)
+    optimizer_variables: list = field(default_factory=list)
+    dual_backend: dict = field(default_factory=dict)
+    keras_version: str = ""
+
+    @property
+    def trainable_weights(self) -> list:
+        """The weights an optimizer updates, in Keras' order (every weight but BatchNormalization's
+        moving mean and variance)."""
+        chosen, index = [], 0
+        for kind, _, _ in self.definition["layers"]:
+            count = WEIGHT_COUNTS.get(kind, 0)
+            chosen += self.weights[index:index + min(count, 2)]
+            index += count
+        return chosen
+
+
+# How many arrays each layer holds, in Keras' order (BatchNormalization: gamma, beta, moving mean,
+# moving variance; the first two trained).
+WEIGHT_COUNTS = {"Dense": 2, "Conv2D": 2, "BatchNormalization": 4}
+
+
+class KerasFileError(DualBackendError):
+    """A Keras model file that cannot be read as it is: what is wrong, in which file and layer."""
+
+
+def is_keras_file(path) -> bool:
+    """Whether ``path`` is named as Keras names its model files (``.keras``, ``.h5``, ``.hdf5``)."""
+    return Path(path).suffix in (".keras", ".h5", ".hdf5")
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def read(path) -> SavedModel:
+    """The model in a ``.keras`` archive or a legacy ``.h5`` file, checked whole before anything is built.
+
+    Raises :class:`KerasFileError` (a ``DualBackendError``) naming the file, and the layer where one
+    is at fault: a missing, truncated or tampered file, a config that is not a ``Sequential`` of
+    supported layers, a layer that would run code, a missing or extra weight, a shape that does not
+    match the config.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise KerasFileError(f"{path} does not exist (or is not a file).")
+    with open(path, "rb") as stream:
+        head = stream.read(8)
+    if head[:4] == b"PK\x03\x04" or zipfile.is_zipfile(path):
+        return _read_archive(path)
+    if head == HDF5_SIGNATURE:
+        return _read_legacy_h5(path)
+    raise KerasFileError(f"{path} is neither a .keras archive (a zip) nor a legacy Keras .h5 file: it is truncated, "
+                         "corrupted or of another kind. Save the model again with model.save(...).")
+
+
+def _read_archive(path: Path) -> SavedModel:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            for member in (CONFIG, WEIGHTS):
+                if member not in names:
+                    raise KerasFileError(f"{path} is not a whole .keras archive: it has no {member}. "
+                                         "Save the model again.")
+            config = _json(archive.read(CONFIG), path, CONFIG)
+            metadata = _json(archive.read(METADATA), path, METADATA) if METADATA in names else {}
+            extra = _json(archive.read(DUAL_BACKEND), path, DUAL_BACKEND) if DUAL_BACKEND in names else {}
+            weights_file = archive.read(WEIGHTS)
+    except (zipfile.BadZipFile, EOFError, OSError) as error:  # also a member whose CRC does not match
+        raise KerasFileError(f"{path} is not a readable .keras archive ({error}): it is truncated or corrupted. "
+                             "Save the model again.") from None
+    definition, compiled = _definition(config, path)
+    h5py = _h5py()
+    try:
+        with h5py.File(io.BytesIO(weights_file), "r") as weights:
+            layer_groups = weights.get("layers")
+            arrays = []
+            for kind, _, name in definition["layers"]:
+                group = layer_groups.get(name) if layer_groups is not None else None
+                if group is None:
+                    raise KerasFileError(f"{path}: layer {name!r} ({kind}) has no weights in {WEIGHTS}: the archive "
+                                         "does not match its config. Save the model again.")
+                arrays.append(_numbered(group.get("vars"), path, name, kind))
+            optimizer = weights.get("optimizer")
+            optimizer_variables = _numbered(optimizer.get("vars"), path, "optimizer", "optimizer") \
+                if optimizer is not None else []
+    except OSError as error:
+        raise KerasFileError(f"{path}: its {WEIGHTS} is not a readable HDF5 file ({error}). Save the model again.") \
+            from None
+    return _checked(SavedModel(str(path), definition, arrays, **compiled, optimizer_variables=optimizer_variables,
+                               dual_backend=extra, keras_version=str(metadata.get("keras_version", ""))))
+
+
+def _read_legacy_h5(path: Path) -> SavedModel:
+    h5py = _h5py()
+    try:
+        with h5py.File(path, "r") as stored:
+            if "model_config" not in stored.attrs:
+                raise KerasFileError(f"{path} is an HDF5 file without a model_config: it holds weights only "
+                                     "(model.save_weights), not a model. Load it into a model built in code "
+                                     "with model.load_weights, or save the whole model with model.save(...).")
+            config = _json(stored.attrs["model_config"], path, "model_config")
+            training = stored.attrs.get("training_config")
+            if training is not None:
+                config["compile_config"] = _legacy_compile_config(_json(training, path, "training_config"))
+            definition, compiled = _definition(config, path)
+            group = stored.get("model_weights", stored)  # model.save writes model_weights/; older files the root
+            arrays = []
+            for kind, _, name in definition["layers"]:
+                layer = group.get(name)
+                if layer is None:
+                    raise KerasFileError(f"{path}: layer {name!r} ({kind}) has no weights in the file: it does not "
+                                         "match its config. Save the model again.")
+                arrays.append(_named(layer, path, name, kind))
+            optimizer = stored.get("optimizer_weights")
+            names = [] if optimizer is None else [_text(n) for n in optimizer.attrs.get("weight_names", [])]
+            optimizer_variables = [np.asarray(optimizer[n]) for n in names]
+            if names and definition["optimizer"] and not any(n.endswith(("learning_rate", "learning_rate:0"))
+                                                             for n in names):
+                # Keras 2 keeps no learning-rate variable: Keras 3's comes second, after the iteration count.
+                optimizer_variables.insert(1, np.float32(definition["optimizer"][1]["learning_rate"]))
+            version = _text(stored.attrs.get("keras_version", ""))
+    except OSError as error:
+        raise KerasFileError(f"{path} is not a readable HDF5 file ({error}): it is truncated or corrupted. "
+                             "Save the model again.") from None
+    return _checked(SavedModel(str(path), definition, arrays, **compiled, optimizer_variables=optimizer_variables,
+                               keras_version=version))
+
+
+def _numbered(group, path, name, kind) -> list:
+    """A Keras 3 ``vars`` group's arrays, in the order of their numbers."""
+    if group is None:
+        raise KerasFileError(f"{path}: {name!r} ({kind}) has no vars group in {WEIGHTS}. Save the model again.")
+    try:
+        keys = sorted(group.keys(), key=int)
+    except ValueError:
+        raise KerasFileError(f"{path}: {name!r} ({kind}) holds variables not numbered as Keras numbers them "
+                             f"({', '.join(group.keys())}). Save the model again.") from None
+    return [np.asarray(group[key]) for key in keys]
+
+
+def _named(group, path, name, kind) -> list:
+    """A legacy layer group's arrays, in the order of its ``weight_names`` attribute."""
+    arrays = []
+    for weight_name in group.attrs.get("weight_names", []):
+        weight_name = _text(weight_name)
+        if weight_name not in group:
+            raise KerasFileError(f"{path}: layer {name!r} ({kind}) lists the weight {weight_name!r} but the file does "
+                                 "not hold it. Save the model again.")
+        arrays.append(np.asarray(group[weight_name]))
+    return arrays
+
+
+def _checked(saved: SavedModel) -> SavedModel:
+    """Every layer's arrays: as many as Keras gives the layer, of the shapes the config implies."""
+    from dual_backend.keras import layers as descriptions
+
+    shape, flat = saved.definition["input_shape"], []
+    channels_first = _channels_first([kind for kind, _, _ in saved.definition["layers"]])
+    for (kind, arguments, name), arrays in zip(saved.definition["layers"], saved.weights):
+        layer = descriptions.LAYERS[kind](**arguments, name=name)
+        expected = expected_shapes(kind, arguments, shape)
+        found = [tuple(a.shape) for a in arrays]
+        if found != expected:
+            raise KerasFileError(
+                f"{saved.path}: layer {name!r} ({kind}) holds weights of shapes {found or 'none'}, but its config "
+                f"implies {expected or 'none'}: the file is tampered with or does not match its config.")
+        flat += [np.asarray(a, dtype=np.float32) for a in arrays]
+        shape = layer.compute_output_shape(shape, channels_first)
+    saved.weights = flat
+    return saved
+
+
+def expected_shapes(kind: str, arguments: dict, input_shape: tuple) -> list[tuple]:
+    """The shapes of a layer's weights in Keras' layout for one sample's ``input_shape``."""
+    if kind == "Dense":
+        return [(input_shape[-1], arguments["units"]), (arguments["units"],)]
+    if kind == "Conv2D":
+        return [(*arguments["kernel_size"], input_shape[-1], arguments["filters"]), (arguments["filters"],)]
+    if kind == "BatchNormalization":
+        return [(input_shape[-1],)] * 4
+    return []
+
+
+def _json(raw, path, member) -> dict:
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise KerasFileError(f"{path}: its {member} is not valid JSON ({error}). Save the model again.") from None
+    if not isinstance(value, dict):
+        raise KerasFileError(f"{path}: its {member} is not a JSON object. Save the model again.")
+    return value
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:  # pragma: no cover - h5py comes with either backend's extras
+        raise DualBackendError("Reading and writing Keras model files needs h5py: pip install h5py.") from None
+    return h5py
+
+
+# ---------------------------------------------------------------------------------------------- the config
+
+
+def _definition(config: dict, path) -> tuple[dict, dict]:
+    """The definition and compile settings a Keras model config describes (see :class:`SavedModel`)."""
+    _no_code(config, path, "the model")
+    kind = config.get("class_name")
+    if kind != "Sequential":
+        raise KerasFileError(
+            f"{path} holds a {kind} model: dual-backend reads Sequential models (keras.Sequential), the course's "
+            "and dual_backend.keras's kind. Functional and subclassed models are not supported.")
+    body = config.get("config") or {}
+    layer_configs = body.get("layers")
+    if not isinstance(layer_configs, list):
+        raise KerasFileError(f"{path}: its config lists no layers. Save the model again.")
+    input_shape = body.get("build_input_shape")
+    layers = []
+    for layer_config in layer_configs:
+        _no_code(layer_config, path, "a layer")
+        kind, arguments = layer_config.get("class_name"), dict(layer_config.get("config") or {})
+        name = arguments.pop("name", None)
+        if kind == "InputLayer":
+            input_shape = arguments.get("batch_shape") or arguments.get("batch_input_shape")
+            _check_dtype(arguments.get("dtype"), path, name, kind)
+            continue
+        batch_input_shape = arguments.pop("batch_input_shape", None)
+        if batch_input_shape is not None and not layers:
+            input_shape = batch_input_shape
+        layers.append((kind, arguments, name))
+    if input_shape is None:
+        raise KerasFileError(f"{path}: the model was saved before it knew its input shape (never built). Build it "
+                             "(an Input, or one fit or predict), then save it again.")
+    shape = tuple(input_shape[1:])
+    channels_first = _channels_first([kind for kind, _, _ in layers])
+    definition_layers = []
+    for kind, arguments, name in layers:
+        arguments = _layer_arguments(kind, arguments, shape, path, name)
+        definition_layers.append((kind, arguments, name))
+        try:
+            shape = _description(kind, arguments, name, path).compute_output_shape(shape, channels_first)
+        except KerasFileError:
+            raise
+        except DualBackendError as error:
+            raise KerasFileError(f"{path}: {error}") from None
+    definition = {"name": body.get("name") or "sequential", "input_shape": tuple(input_shape[1:]),
+                  "layers": definition_layers, "optimizer": None}
+    compiled = {}
+    compile_config = config.get("compile_config")
+    if compile_config:
+        definition["optimizer"], compiled = _compile_settings(compile_config, path)
+    return definition, compiled
+
+
+def _channels_first(kinds) -> bool:
+    """Whether the torch backend holds this model's images channels first (as ``Sequential`` decides)."""
+    from dual_backend.keras import layers as descriptions
+
+    return any(issubclass(descriptions.LAYERS[kind], descriptions.CHANNELS_FIRST)
+               for kind in kinds if kind in descriptions.LAYERS)
+
+
+def _no_code(config, path, what: str) -> None:
+    if not isinstance(config, dict):
+        raise KerasFileError(f"{path}: {what} in its config is not a JSON object. Save the model again.")
+    kind = config.get("class_name")
+    name = (config.get("config") or {}).get("name") if isinstance(config.get("config"), dict) else None
+    named = f" {name!r}" if name else ""
+    if kind in RUNS_CODE:
+        raise KerasFileError(
+            f"{path}: layer{named} is a {kind} layer, whose function would run as Python code when loaded, so the "
+            "file was not loaded (as Keras' safe_mode refuses it). Write the function as layers dual_backend.keras "
+            "supports, or load the file with Keras itself if you trust its source.")
+    registered = config.get("registered_name")
+    module = config.get("module")
+    if (registered not in (None, kind) and not str(registered).startswith("keras")) or \
+            (module is not None and not str(module).startswith("keras")):
+        raise KerasFileError(
+            f"{path}: {what}{named} is the custom object {registered or kind!r} (module {module!r}): its code is not "
+            "in the file and dual-backend runs no code from a file. Only Keras' own layers are read.")
+
+
+def _check_dtype(dtype, path, name, kind) -> None:
+    policy = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
+    if policy not in (None, "float32"):
+        raise KerasFileError(
+            f"{path}: layer {name!r} ({kind}) computes in {policy}: dual-backend reads float32 models (a mixed or "
+            "float64 model would compute other numbers here). Save a float32 model.")
+
+
+def _layer_arguments(kind: str, arguments: dict, input_shape: tuple, path, name) -> dict:
+    """A layer config's arguments as the ``dual_backend.keras`` description of ``kind`` takes them."""
+    from dual_backend.keras import layers as descriptions
+
+    if kind not in descriptions.LAYERS:
+        raise KerasFileError(f"{path}: layer {name!r} is a {kind} layer, which dual-backend does not build on "
+                             f"either backend. Supported layers: {', '.join(descriptions.LAYERS)}.")
+    _check_dtype(arguments.pop("dtype", None), path, name, kind)
+    if arguments.pop("trainable", True) is not True:
+        raise KerasFileError(f"{path}: layer {name!r} ({kind}) is frozen (trainable=False), which dual-backend does "
+                             "not support: every layer trains. Unfreeze it before saving.")
+    for key in UNREAD:
+        arguments.pop(key, None)
+    for key, neutral in NEUTRAL.items():
+        if key in arguments and arguments.pop(key) != neutral:
+            raise KerasFileError(f"{path}: layer {name!r} ({kind}) sets {key}, which dual-backend does not support "
+                                 "on either backend.")
+    taken = descriptions.LAYERS[kind].options
+    for key, value in list(arguments.items()):
+        if isinstance(value, dict) and "class_name" in value:  # an initializer, regularizer or constraint
+            _no_code(value, path, f"the {key} of layer {name!r}")
+            if key.endswith("_initializer") and key in taken:
+                # The weights come from the file, so how they were first drawn changes nothing here.
+                arguments[key] = taken[key].default
+        elif isinstance(value, list) and key not in ("batch_input_shape",):
+            arguments[key] = tuple(value)
+    if kind == "BatchNormalization":
+        arguments["axis"] = _batch_normalization_axis(arguments.get("axis", -1), input_shape, path, name)
+    if kind == "Dropout" or kind == "AlphaDropout":
+        arguments.pop("seed", None)  # each framework draws its own masks (dual_backend.keras.layers.Dropout)
+    return arguments
+
+
+def _batch_normalization_axis(axis, input_shape, path, name):
+    """Keras 2 writes the axis it normalised as a list of positive axes ([3] for images)."""
+    axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+    if len(axes) == 1 and axes[0] in (-1, len(input_shape)):
+        return -1
+    raise KerasFileError(f"{path}: layer {name!r} (BatchNormalization) normalises axis {axis}: dual-backend "
+                         "normalises the last axis only.")
+
+
+def _description(kind, arguments, name, path):
+    from dual_backend.keras import layers as descriptions
+
+    try:
+        return descriptions.LAYERS[kind](**arguments, name=name)
+    except DualBackendError as error:
+        raise KerasFileError(f"{path}: layer {name!r}: {error}") from None
+
+
+OPTIMIZER_CLASSES = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}  # Keras' strings and classes
+
+
+def _compile_settings(compile_config: dict, path) -> tuple[tuple | None, dict]:
+    """Keras' ``compile_config`` as the optimizer (class name, settings) and the loss, from_logits, metrics."""
+    from dual_backend import validation
+    from dual_backend.keras import losses, optimizers
+
+    optimizer = compile_config.get("optimizer")
+    description = None
+    if isinstance(optimizer, str):
+        description = (OPTIMIZER_CLASSES[validation.optimizer_name(optimizer)], None)
+    elif isinstance(optimizer, dict):
+        _no_code(optimizer, path, "the optimizer")
+        kind = str(optimizer.get("class_name", "")).removeprefix("Custom>")
+        settings = {k: v for k, v in (optimizer.get("config") or {}).items()
+                    if k not in ("name", "is_legacy_optimizer", "jit_compile", "decay")}
+        try:
+            built = getattr(optimizers, kind)(**settings)
+        except (DualBackendError, TypeError) as error:
+            raise KerasFileError(f"{path}: its optimizer: {error}") from None
+        description = (kind, built.settings)
+    if description is not None and description[1] is None:
+        description = (description[0], getattr(optimizers, description[0])().settings)
+    loss, from_logits = compile_config.get("loss"), False
+    if isinstance(loss, dict):
+        _no_code(loss, path, "the loss")
+        kind = loss.get("class_name")
+        settings = dict(loss.get("config") or {})
+        try:
+            chosen = getattr(losses, kind)(**settings)
+        except (DualBackendError, TypeError) as error:
+            raise KerasFileError(f"{path}: its loss: {error}") from None
+        loss, from_logits = chosen.name, chosen.from_logits
+    metrics = []
+    for metric in compile_config.get("metrics") or []:
+        metric = metric[0] if isinstance(metric, list) and len(metric) == 1 else metric
+        if isinstance(metric, dict):
+            metric = (metric.get("config") or {}).get("name")
+        metrics.append(metric)
+    try:
+        compiled = {"loss": None if loss is None else validation.loss_name(loss), "from_logits": from_logits,
+                    "metrics": validation.metric_names(metrics)}
+    except DualBackendError as error:
+        raise KerasFileError(f"{path}: its compile settings: {error}") from None
+    return description, compiled
+
+
+def _legacy_compile_config(training: dict) -> dict:
+    """Keras 2's ``training_config`` in Keras 3's ``compile_config`` form."""
+    return {"optimizer": training.get("optimizer_config"), "loss": training.get("loss"),
+            "metrics": training.get("metrics")}
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def write(path, definition: dict, weights: list, loss: str | None = None, from_logits: bool = False,
+          metrics: list | None = None, optimizer_variables: list | None = None, dual_backend: dict | None = None):
+    """A ``.keras`` archive of ``definition`` with ``weights`` (Keras' layout and order), whole or not at all.
+
+    The config is Keras 3's (``keras.Sequential.get_config`` with every layer's config as its
+    ``get_config`` writes it), so ``keras.models.load_model(path, safe_mode=True)`` builds the same
+    model; ``loss`` / ``metrics`` and ``definition["optimizer"]`` become ``compile_config``, and
+    ``optimizer_variables`` (Keras' order: iteration, learning rate, slots) the optimizer's state.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise DualBackendError(f"Keras model files are written as .keras archives, got {path}.")
+    config = model_config(definition, loss, from_logits, metrics or [])
+    h5py = _h5py()
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as stored:
+        layers = stored.create_group("layers")
+        arrays = iter(weights)
+        for kind, _, name in definition["layers"]:
+            variables = layers.create_group(name).create_group("vars")
+            variables.attrs["name"] = name
+            for index in range(WEIGHT_COUNTS.get(kind, 0)):
+                variables.create_dataset(str(index), data=np.asarray(next(arrays), dtype=np.float32))
+        if optimizer_variables:
+            variables = stored.create_group("optimizer").create_group("vars")
+            variables.attrs["name"] = definition["optimizer"][0].lower()
+            for index, array in enumerate(optimizer_variables):
+                variables.create_dataset(str(index), data=np.asarray(array))
+        stored.create_group("vars").attrs["name"] = definition["name"]
+
+    def write_archive(temporary):
+        with zipfile.ZipFile(temporary, "w") as archive:
+            archive.writestr(METADATA, json.dumps({"keras_version": KERAS_VERSION, "date_saved": "dual-backend"}))
+            archive.writestr(CONFIG, json.dumps(config))
+            archive.writestr(WEIGHTS, buffer.getvalue())
+            if dual_backend:
+                archive.writestr(DUAL_BACKEND, json.dumps(dual_backend))
+
+    atomic_write(path, write_archive)
+
+
+def _keras_object(module: str, class_name: str, config: dict) -> dict:
+    return {"module": module, "class_name": class_name, "config": config, "registered_name": None}
+
+
+FLOAT32 = _keras_object("keras", "DTypePolicy", {"name": "float32"})
+INITIALIZERS = {"glorot_uniform": "GlorotUniform", "zeros": "Zeros", "ones": "Ones"}
+
+
+def layer_config(kind: str, arguments: dict, name: str) -> dict:
+    """One layer's entry in Keras 3's Sequential config."""
+    config = {"name": name, "trainable": True, "dtype": FLOAT32}
+    for key, value in arguments.items():
+        if key.endswith("_initializer") and isinstance(value, str):
+            value = _keras_object("keras.initializers", INITIALIZERS.get(value, value), {})
+        elif isinstance(value, tuple):
+            value = list(value)
+        config[key] = value
+    return _keras_object("keras.layers", kind, config)
+
+
+def model_config(definition: dict, loss, from_logits, metrics) -> dict:
+    """Keras 3's ``config.json`` of a Sequential ``definition``, with its ``compile_config`` when compiled."""
+    batch_shape = [None, *definition["input_shape"]]
+    layers = [_keras_object("keras.layers", "InputLayer",
+                            {"batch_shape": batch_shape, "dtype": "float32", "sparse": False, "ragged": False,
+                             "name": "input_layer", "optional": False})]
+    layers += [layer_config(kind, arguments, name) for kind, arguments, name in definition["layers"]]
+    config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
+              "config": {"name": definition["name"], "trainable": True, "dtype": FLOAT32, "layers": layers,
+                         "build_input_shape": batch_shape},
+              "build_config": {"input_shape": batch_shape}}
+    if loss is not None:
+        optimizer = definition.get("optimizer") or ("RMSprop", {})
+        config["compile_config"] = {
+            "optimizer": _keras_object("keras.optimizers", optimizer[0], {"name": optimizer[0].lower(),
+                                                                         **optimizer[1]}),
+            "loss": _keras_loss(loss, from_logits), "loss_weights": None, "metrics": list(metrics),
+            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+    return config
+
+
+LOSS_CLASSES = {"sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
+                "categorical_crossentropy": "CategoricalCrossentropy",
+                "binary_crossentropy": "BinaryCrossentropy", "mean_squared_error": "MeanSquaredError"}
+
+
+def _keras_loss(loss: str, from_logits: bool):
+    if not from_logits:
+        return loss
+    return _keras_object("keras.losses", LOSS_CLASSES[loss], {"from_logits": True})
+
+
+def optimizer_slot_names(kind: str, settings: dict) -> tuple[str, ...]:
+    """The slots Keras keeps per trainable weight for an optimizer (``keras/src/optimizers``)."""
+    if kind == "Adam":
+        return ("momentum", "velocity")
+    if kind == "RMSprop":
+        return ("velocity", "momentum") if settings.get("momentum") else ("velocity",)
+    return ("momentum",) if settings.get("momentum") else ()
+
+
+def slots_from_variables(kind: str, settings: dict, variables: list, weights: int) -> tuple[int, dict]:
+    """Keras' optimizer variables (iteration, learning rate, slots) as (iterations, {slot: [array per weight]})."""
+    names = optimizer_slot_names(kind, settings)
+    slots = variables[2:]
+    if len(slots) != len(names) * weights:
+        raise DualBackendError(f"The {kind} optimizer's variables in the file are {len(slots)} arrays; "
+                               f"{len(names) * weights} were expected for {weights} trained weights.")
+    if SLOTS_INTERLEAVED.get(kind):
+        per_slot = {name: slots[index::len(names)] for index, name in enumerate(names)}
+    else:
+        per_slot = {name: slots[index * weights:(index + 1) * weights] for index, name in enumerate(names)}
+    return int(np.asarray(variables[0])), per_slot
+
+
+def variables_from_slots(kind: str, settings: dict, iterations: int, slots: dict, weights: int) -> list:
+    """The inverse of :func:`slots_from_variables`: Keras' optimizer variables in its order."""
+    names = optimizer_slot_names(kind, settings)
+    head = [np.asarray(iterations, dtype=np.int64), np.asarray(settings["learning_rate"], dtype=np.float32)]
+    if SLOTS_INTERLEAVED.get(kind):
+        return head + [slots[name][index] for index in range(weights) for name in names]
+    return head + [array for name in names for array in slots[name]]
