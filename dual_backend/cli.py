@@ -79,7 +79,7 @@ def run_settings(args, backend: str) -> RunSettings:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="dual-backend", description=__doc__.split("\n\n")[0],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = top.add_subparsers(dest="command", required=True, metavar="{list,run,predict,parity,compare,bench,exec,summary}")
+    commands = top.add_subparsers(dest="command", required=True, metavar="{list,run,predict,parity,compare,bench,exec,convert,summary}")
     commands.add_parser("list", help="the lessons, their variants and options")
 
     def lesson_command(name: str, help: str) -> argparse.ArgumentParser:
@@ -122,6 +122,14 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", required=True, help="the model `run` saved: " + " or ".join(
         f"OUT/{backend}/model{formats.model}" for backend, formats in FILE_FORMATS.items()))
     predict.add_argument("--device", choices=DEVICES, default="auto")
+    convert = commands.add_parser(
+        "convert", help="move a trained model between the frameworks: IN.keras/IN.h5 → OUT.pt, IN.pt → OUT.keras")
+    convert.add_argument("source", metavar="IN", help="a .keras or .h5 file (tf.keras), or a .pt file (torch backend)")
+    convert.add_argument("target", metavar="OUT", help="the file to write: .pt for a Keras file, .keras for a .pt")
+    convert.add_argument("--check", type=int, default=0, metavar="N",
+                         help="run both models, each on its own framework, on N inputs and compare their outputs "
+                              "(exit code 1 above the tolerance)")
+    convert.add_argument("--data-dir", default=None, help="folder holding fashion-mnist/, mnist/, ...")
     compare = commands.add_parser("compare", help="run lessons on both backends, several seeds, and report")
     compare.add_argument("lesson", choices=["all", *lessons.LESSONS], metavar="LESSON|all")
     compare.add_argument("--variant", default=None)
@@ -333,17 +341,20 @@ def _parity(args) -> int:
 def _predict(args) -> int:
     """The course's last cell: ``<file> is a human`` when the sigmoid output > 0.5, else a horse."""
     import dual_backend
+    from dual_backend import keras_file
     from dual_backend.images import load_images
 
     try:
         expected = FILE_FORMATS[args.backend].model
-        if not args.checkpoint.endswith(expected):
-            raise DualBackendError(f"--backend {args.backend} reads {expected} models; got {args.checkpoint}. "
-                                   f"Train one with `dual-backend run {args.lesson} --backend {args.backend}`.")
+        if not args.checkpoint.endswith(expected) and not keras_file.is_keras_file(args.checkpoint):
+            raise DualBackendError(f"--backend {args.backend} reads {expected} models (and Keras' .keras and .h5 "
+                                   f"files); got {args.checkpoint}. Train one with "
+                                   f"`dual-backend run {args.lesson} --backend {args.backend}`, or convert one "
+                                   "with `dual-backend convert`.")
         if not Path(args.checkpoint).is_file():
             raise DualBackendError(f"No model at {args.checkpoint}. Train one with "
                                    f"`dual-backend run {args.lesson} --backend {args.backend}`.")
-        model = dual_backend.load_model(args.checkpoint, device=args.device)
+        model = dual_backend.load_model(args.checkpoint, device=args.device, backend=args.backend)
         if model.lesson != args.lesson:
             raise DualBackendError(f"{args.checkpoint} holds a {model.lesson!r} model, not {args.lesson!r}.")
         classes = model.predict(load_images(args.images, model.input_shape[1:3]), batch_size=10)
@@ -353,6 +364,25 @@ def _predict(args) -> int:
     for path, output in zip(args.images, classes[:, 0]):
         print(f"{output:.6f}")
         print(f"{Path(path).name} is a {'human' if output > 0.5 else 'horse'}")
+    return 0
+
+
+def _convert(args) -> int:
+    from dual_backend import convert
+
+    try:
+        if args.data_dir:
+            data.set_data_dir(args.data_dir)
+        if args.check < 0:
+            raise DualBackendError(f"--check takes a number of inputs, 0 or more; got {args.check}.")
+        print(convert.convert(args.source, args.target))
+        if args.check:
+            checked = convert.check(args.source, args.target, args.check)
+            print(checked.line())
+            return 0 if checked.passed else 1
+    except DualBackendError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -393,6 +423,8 @@ def main(argv=None) -> int:
         return _bench(args, top)
     if args.command == "exec":
         return _exec(args, top)
+    if args.command == "convert":
+        return _convert(args)
     _check_names(args, top)
     try:
         with sigterm_as_keyboard_interrupt():

@@ -146,8 +146,8 @@ def _read_archive(path: Path) -> SavedModel:
         with h5py.File(io.BytesIO(weights_file), "r") as weights:
             layer_groups = weights.get("layers")
             arrays = []
-            for kind, _, name in definition["layers"]:
-                group = layer_groups.get(name) if layer_groups is not None else None
+            for (kind, _, name), stored_as in zip(definition["layers"], archive_names(definition)):
+                group = layer_groups.get(stored_as) if layer_groups is not None else None
                 if group is None:
                     raise KerasFileError(f"{path}: layer {name!r} ({kind}) has no weights in {WEIGHTS}: the archive "
                                          "does not match its config. Save the model again.")
@@ -196,6 +196,21 @@ def _read_legacy_h5(path: Path) -> SavedModel:
                              "Save the model again.") from None
     return _checked(SavedModel(str(path), definition, arrays, **compiled, optimizer_variables=optimizer_variables,
                                keras_version=version))
+
+
+def archive_names(definition: dict) -> list[str]:
+    """Where each layer's variables sit under ``layers/`` in ``model.weights.h5``: Keras names them by class
+    and position, not by the layer's name (dense, dense_1, ... in the model's order;
+    ``saving_lib._save_container_state``)."""
+    from dual_backend.keras.layers import snake_case
+
+    used: dict[str, int] = {}
+    names = []
+    for kind, _, _ in definition["layers"]:
+        base = snake_case(kind)
+        used[base] = used.get(base, -1) + 1
+        names.append(base if used[base] == 0 else f"{base}_{used[base]}")
+    return names
 
 
 def _numbered(group, path, name, kind) -> list:
@@ -490,8 +505,8 @@ def write(path, definition: dict, weights: list, loss: str | None = None, from_l
     with h5py.File(buffer, "w") as stored:
         layers = stored.create_group("layers")
         arrays = iter(weights)
-        for kind, _, name in definition["layers"]:
-            variables = layers.create_group(name).create_group("vars")
+        for (kind, _, name), stored_as in zip(definition["layers"], archive_names(definition)):
+            variables = layers.create_group(stored_as).create_group("vars")
             variables.attrs["name"] = name
             for index in range(WEIGHT_COUNTS.get(kind, 0)):
                 variables.create_dataset(str(index), data=np.asarray(next(arrays), dtype=np.float32))
@@ -578,6 +593,8 @@ def slots_from_variables(kind: str, settings: dict, variables: list, weights: in
     """Keras' optimizer variables (iteration, learning rate, slots) as (iterations, {slot: [array per weight]})."""
     names = optimizer_slot_names(kind, settings)
     slots = variables[2:]
+    if not slots:  # an optimizer that has taken no step: Keras writes its step count and learning rate only
+        return int(np.asarray(variables[0])), {}
     if len(slots) != len(names) * weights:
         raise DualBackendError(f"The {kind} optimizer's variables in the file are {len(slots)} arrays; "
                                f"{len(names) * weights} were expected for {weights} trained weights.")

@@ -19,6 +19,8 @@ import numpy as np
 from dual_backend.environments import cuda_libraries_advice
 from dual_backend.errors import DualBackendError, refused_code
 from dual_backend.interrupts import atomic_write
+from dual_backend.keras_file import DUAL_BACKEND as METADATA  # stored beside Keras' own files in the .keras zip
+from dual_backend.keras_file import HDF5_SIGNATURE
 from dual_backend.model import Model, batches_in, require_gpus
 from keras_ref import process
 from keras_ref.batches import CheckedPipeline, OrderedBatches
@@ -29,7 +31,6 @@ with process.start_up_lines_hidden():
 
 LOSS_CLASSES = {"sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
                 "categorical_crossentropy": "CategoricalCrossentropy", "binary_crossentropy": "BinaryCrossentropy"}
-METADATA = "dual_backend.json"  # stored beside Keras' own files inside the .keras zip
 
 
 def select_device(device: str) -> str:
@@ -231,16 +232,24 @@ def build(program, recipe, options, device, devices=1, speedups=None) -> KerasMo
     return model
 
 
+def is_hdf5(path) -> bool:
+    """Whether ``path`` is an HDF5 file: Keras' legacy ``.h5`` models, which tf.keras still loads."""
+    with open(path, "rb") as stream:
+        return stream.read(8) == HDF5_SIGNATURE
+
+
 def load(path, device) -> KerasModel:
     select_device(device)
-    if Path(path).is_file() and not zipfile.is_zipfile(path):
+    if Path(path).is_file() and not zipfile.is_zipfile(path) and not is_hdf5(path):
         # Keras would answer "File not found" for a truncated file.
         raise DualBackendError(f"{path} is not a readable Keras model file: it is not a whole .keras (zip) "
                                "archive, so it is truncated or corrupted. Save it again.")
     try:
         keras_model = tf.keras.models.load_model(path, safe_mode=True)
-        with zipfile.ZipFile(path) as archive:
-            metadata = json.loads(archive.read(METADATA)) if METADATA in archive.namelist() else {}
+        metadata = {}
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                metadata = json.loads(archive.read(METADATA)) if METADATA in archive.namelist() else {}
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         if "safe_mode" in str(error):  # Keras' safe mode refused to deserialize code (a Lambda's function)
             raise refused_code(path, "a model to load in Keras' safe mode", " (a Lambda layer's function)") from None

@@ -319,7 +319,7 @@ class TorchModel(Model):
         if not isinstance(optimizer, KerasOptimizer):
             return  # torch's SGD without momentum: no state beyond the step count, which nothing reads
         for position, (layer, index, tensor) in enumerate(trained):
-            for name, arrays in slots.items():
+            for name, arrays in slots.items():  # none before the first step: each starts at zeros, as in Keras
                 value = layer.from_keras(index, np.asarray(arrays[position], dtype=np.float32))
                 if tuple(value.shape) != tuple(tensor.shape):
                     raise DualBackendError(f"The optimizer's {name} for weight {position} has shape "
