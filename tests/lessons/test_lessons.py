@@ -112,7 +112,7 @@ def test_keras_basics_callbacks_variant_writes_logs_and_the_best_checkpoint(back
 
     folder = quick_result("keras_basics", "callbacks", backend, "cpu")["folder"]
     assert list((folder / "logs").rglob("events.out.tfevents*"))
-    assert (folder / ("best_model.keras" if backend == "keras" else "best_model.ckpt")).stat().st_size > 0
+    assert (folder / ("best_model.keras" if backend == "keras" else "best_model.pt")).stat().st_size > 0
 
 
 def horse_or_human_program(backend):
