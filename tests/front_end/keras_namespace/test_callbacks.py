@@ -314,6 +314,20 @@ def test_checkpoints_load_back_with_the_best_epochs_weights(backend, tmp_path):
     assert same_weights(fresh.get_weights(), weights.weights[best])
 
 
+def test_a_filepath_placeholder_the_logs_lack_raises_keras_key_error(tmp_path):
+    pattern = str(tmp_path / "best_{val_los:.2f}.keras")
+    theirs = tf.keras.callbacks.ModelCheckpoint(pattern)
+    theirs.set_model(tf.keras.Sequential([tf.keras.Input((1,)), tf.keras.layers.Dense(1)]))
+    with pytest.raises(KeyError) as keras_error:
+        theirs.on_epoch_end(0, {"loss": 1.0, "val_loss": 0.5})
+    ours = torch_callbacks.KerasModelCheckpoint(keras.callbacks.ModelCheckpoint(pattern))
+    ours.set_model(tiny_model("torch"))
+    with pytest.raises(KeyError) as our_error:
+        ours.on_epoch_end(0, {"loss": 1.0, "val_loss": 0.5})
+    assert str(our_error.value) == str(keras_error.value)
+    assert not list(tmp_path.iterdir())
+
+
 # ---------------------------------------------------------------------- CSVLogger
 
 
@@ -363,3 +377,4 @@ def test_csv_logger_torch_twin_matches_keras_on_scripted_logs(tmp_path):
                 logger.on_epoch_end(epoch, logs)
             logger.on_train_end({})
         assert path.read_text() == expected, settings
+
