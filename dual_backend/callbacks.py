@@ -147,9 +147,10 @@ class FrameworkCallback:
 
     The arguments are Keras 3's, by name and default.  One that a backend
     cannot honour as Keras does is refused as the callback is made, in the
-    same words on both backends.  Keras' own object is made once per front-end
-    object and kept, so a callback given to several ``fit`` calls carries its
-    state from one to the next as Keras' does (``ModelCheckpoint``'s best value).
+    same words on both backends.  Each backend's object is made once per
+    front-end object and kept, so a callback given to several ``fit`` calls
+    carries its state from one to the next as Keras' does (``ModelCheckpoint``'s
+    best value).
     """
 
     def implementation(self, backend: str, make):
