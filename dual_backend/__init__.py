@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 
 from dual_backend import data  # db.data.load_fashion_mnist() etc., as in the README
-from dual_backend.callbacks import BackupAndRestore, Callback, StopTraining, TerminateOnNaN
+from dual_backend.callbacks import BackupAndRestore, Callback, CSVLogger, StopTraining, TerminateOnNaN
 from dual_backend.errors import DataError, DualBackendError, TrainingDiverged, TrainingInterrupted
 from dual_backend.formats import FILE_FORMATS, backend_of_model_file
 from dual_backend.lessons import LESSONS
@@ -112,6 +112,6 @@ def load_model(path, device: str = "auto", backend: str | None = None) -> Model:
     return backend_package(backend).load(path, device)
 
 
-__all__ = ["BACKENDS", "FILE_FORMATS", "BackupAndRestore", "Callback", "DataError", "DualBackendError", "History", "LESSONS",
+__all__ = ["BACKENDS", "FILE_FORMATS", "BackupAndRestore", "CSVLogger", "Callback", "DataError", "DualBackendError", "History", "LESSONS",
            "Model", "StopTraining", "TerminateOnNaN", "TrainingDiverged", "TrainingInterrupted", "build",
            "copy_weights", "load_model", "set_backend"]

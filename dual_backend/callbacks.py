@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 
 from dual_backend.errors import DualBackendError
@@ -87,7 +88,7 @@ class CallbackList:
     """Dispatches each hook to every callback in order; what the backends adapt."""
 
     def __init__(self, callbacks, model, params: dict):
-        self.callbacks = list(callbacks)
+        self.callbacks, self.model, self.params = list(callbacks), model, params
         for callback in self.callbacks:
             callback.set_model(model)
             callback.set_params(params)
@@ -140,41 +141,157 @@ class StopTraining(Callback):
 
 
 class FrameworkCallback:
-    """A callback both frameworks already ship: each backend hands it to its own implementation.
+    """A callback Keras ships: the keras backend hands it to the ``tf.keras.callbacks`` class of the same
+    name, given every argument; the torch backend to Lightning's own where Lightning's rule is Keras',
+    otherwise to Keras' rule written out in ``torch_impl/callbacks.py``.
 
-    The keras side builds the ``tf.keras.callbacks`` class of the same name;
-    the torch side Lightning's logger or callback, set to the same semantics.
+    The arguments are Keras 3's, by name and default.  One that a backend
+    cannot honour as Keras does is refused as the callback is made, in the
+    same words on both backends.  Each backend's object is made once per
+    front-end object and kept, so a callback given to several ``fit`` calls
+    carries its state from one to the next as Keras' does (``ModelCheckpoint``'s
+    best value).
     """
+
+    def implementation(self, backend: str, make):
+        """The backend's object for this callback: ``make()`` the first time, the same object after."""
+        made = self.__dict__.setdefault("_implementations", {})
+        if backend not in made:
+            made[backend] = make()
+        return made[backend]
+
+
+def refused(call: str, argument: str, value, supported: str) -> DualBackendError:
+    return DualBackendError(f"{call}({argument}={value!r}) is not supported by dual-backend on either backend "
+                            f"({supported}).")
+
+
+def known_mode(kind: str, mode: str) -> str:
+    """Keras' ``MonitorCallback``: a mode other than 'auto', 'min' or 'max' is warned about and taken as 'auto'."""
+    if mode not in ("auto", "min", "max"):
+        warnings.warn(f"{kind} mode '{mode}' is unknown, fallback to auto mode.", stacklevel=3)
+        return "auto"
+    return mode
 
 
 class TensorBoard(FrameworkCallback):
     """Epoch logs as TensorBoard event files under ``log_dir``
-    (Keras' ``TensorBoard``; Lightning's ``TensorBoardLogger``)."""
+    (Keras' ``TensorBoard``; Lightning's ``TensorBoardLogger``).
 
-    def __init__(self, log_dir):
-        self.log_dir = str(log_dir)
+    Each framework writes its own layout: Keras ``train/`` and ``validation/``
+    folders of ``epoch_loss``..., Lightning one folder of ``loss``, ``val_loss``...
+    Keras' default ``write_graph=True`` draws the model's graph on keras only.
+    Any other argument away from Keras' default is refused (DualBackendError).
+    """
+
+    def __init__(self, log_dir="logs", histogram_freq=0, write_graph=True, write_images=False,
+                 write_steps_per_second=False, update_freq="epoch", profile_batch=0, embeddings_freq=0,
+                 embeddings_metadata=None):
+        for argument, value, default in (("histogram_freq", histogram_freq, 0), ("write_images", write_images, False),
+                                         ("write_steps_per_second", write_steps_per_second, False),
+                                         ("update_freq", update_freq, "epoch"), ("profile_batch", profile_batch, 0),
+                                         ("embeddings_freq", embeddings_freq, 0),
+                                         ("embeddings_metadata", embeddings_metadata, None)):
+            if value != default:
+                raise refused("TensorBoard", argument, value, f"epoch logs only; leave {argument} at {default!r}")
+        self.log_dir, self.write_graph = str(log_dir), write_graph
 
 
 class ModelCheckpoint(FrameworkCallback):
-    """Save the model after an epoch; with ``save_best_only`` only when ``monitor`` improved.
+    """Keras 3's ``ModelCheckpoint``: save the model, or its weights, at the end of every epoch.
 
-    Keras writes ``filepath`` (``.keras``); Lightning writes ``filepath`` with
-    the suffix ``.ckpt`` (a Lightning checkpoint whose ``state_dict`` holds the weights).
+    ``filepath`` is formatted with the epoch counted from 1 and the epoch's
+    logs (``"best_{epoch:02d}_{val_loss:.2f}.keras"``); a placeholder the logs
+    lack raises Keras' ``KeyError('Failed to format this callback filepath: ...')``.
+    With ``save_best_only`` a file is written only when ``monitor`` improved on
+    the best value so far (strictly; ``initial_value_threshold`` the first
+    best), and when ``monitor`` is not in the logs Keras warns ``Can save best
+    model only with val_loss available.`` and saves.  ``mode`` 'auto': a loss
+    is minimised, accuracy maximised, any other name raises Keras' ValueError
+    at the first epoch's end.  The best value is kept across ``fit`` calls
+    with the same callback.
+
+    What is written: on keras, Keras' own files (``model.save``'s ``.keras``,
+    or ``save_weights``' ``.weights.h5``); on torch, the torch backend's: the
+    model file ``Model.save`` writes (``.pt``, read by ``dual_backend.load_model``)
+    in place of ``.keras`` / ``.h5``, and with ``save_weights_only`` a
+    ``.weights.pt`` in place of ``.weights.h5``: the module's ``state_dict``
+    (tensors only, for ``torch.load(weights_only=True)`` and ``load_state_dict``).
+
+    Keras' ValueErrors, on both backends as the callback is made: a
+    ``filepath`` not ending in ``.keras`` (or ``.h5``), one not ending in
+    ``.weights.h5`` with ``save_weights_only=True``, a ``save_freq`` neither
+    'epoch' nor an integer.  Refused (DualBackendError): an integer
+    ``save_freq`` (saving every so many batches).
     """
 
-    def __init__(self, filepath, monitor: str = "val_loss", save_best_only: bool = False):
-        self.filepath, self.monitor, self.save_best_only = str(filepath), monitor, save_best_only
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
+                 mode="auto", save_freq="epoch", initial_value_threshold=None):
+        self.filepath = str(filepath)
+        self.monitor, self.verbose, self.mode = monitor, verbose, known_mode("ModelCheckpoint", mode)
+        self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
+        self.save_freq, self.initial_value_threshold = save_freq, initial_value_threshold
+        if save_freq != "epoch" and not isinstance(save_freq, int):
+            raise DualBackendError(f"Unrecognized save_freq: {save_freq}. "
+                                   "Expected save_freq are 'epoch' or integer values")
+        if save_freq != "epoch":
+            raise refused("ModelCheckpoint", "save_freq", save_freq, "saving at the end of each epoch: 'epoch'")
+        if save_weights_only:
+            if not self.filepath.endswith(".weights.h5"):
+                raise DualBackendError("When using `save_weights_only=True` in `ModelCheckpoint`, the filepath "
+                                       "provided must end in `.weights.h5` (Keras weights format). Received: "
+                                       f"filepath={self.filepath}")
+        elif not self.filepath.endswith((".keras", ".h5")):
+            raise DualBackendError("The filepath provided must end in `.keras` (Keras model format). Received: "
+                                   f"filepath={self.filepath}")
 
 
 class EarlyStopping(FrameworkCallback):
-    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+    """Keras 3's ``EarlyStopping``: stop training when ``monitor`` has stopped improving.
 
-    Keras' and Lightning's rules agree: an improvement is ``value < best - min_delta``
-    (for a loss), and training stops once ``patience`` epochs in a row are not one.
+    Keras' rule, epoch by epoch from ``start_from_epoch`` on (earlier epochs
+    and epochs whose logs lack ``monitor`` are skipped; a missing ``monitor``
+    gets Keras' warning ``Early stopping conditioned on metric `val_loss` which
+    is not available. Available metrics are: ...``): a value improves when it
+    beats the best so far by more than ``|min_delta|`` (``value - min_delta <
+    best`` for 'min', ``value + min_delta > best`` for 'max'; the first value
+    always does, and the comparison is in the float type of the model).  Each
+    monitored epoch adds one to ``wait``; an improvement sets it back to 0 when
+    it also beats ``baseline`` (if given).  Training stops at the end of an
+    epoch that is not an improvement once ``wait >= patience`` (never after
+    epoch 0: ``patience=0`` stops at the first epoch without improvement).
+    ``mode`` 'auto': a loss is minimised, accuracy maximised, any other name
+    raises Keras' ValueError at the first epoch's end; an unknown mode is
+    warned about and taken as 'auto'.
+
+    ``restore_best_weights``: at the end of training, stopped early or not,
+    the weights of the best epoch (the first monitored one when none beat it)
+    are set back, as Keras 3 does.  ``verbose=1`` prints Keras' lines,
+    ``Epoch 5: early stopping`` and ``Restoring model weights from the end of
+    the best epoch: 3.``  The same rule on both backends: Keras' own callback
+    on keras, the rule written out on torch (``torch_impl.callbacks.KerasEarlyStopping``).
     """
 
-    def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0):
-        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
+    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto", baseline=None,
+                 restore_best_weights=False, start_from_epoch=0):
+        self.monitor, self.min_delta, self.patience, self.verbose = monitor, min_delta, patience, verbose
+        self.mode, self.baseline = known_mode("EarlyStopping", mode), baseline
+        self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
+
+
+class CSVLogger(FrameworkCallback):
+    """Keras' ``CSVLogger``: each epoch's logs as one row of ``filename``.
+
+    The columns are Keras': ``epoch`` (counted from 0, ``initial_epoch`` on),
+    then the logs' keys sorted, and when no ``val_`` key is logged the
+    ``val_`` twin of each, written ``NA``; ``separator`` between fields, values
+    as Python prints them.  ``append=True`` adds rows to an existing file,
+    with the header only when the file is empty.  Keras' own callback on
+    keras, the same writer on torch (``torch_impl.callbacks.KerasCSVLogger``).
+    """
+
+    def __init__(self, filename, separator=",", append=False):
+        self.filename, self.separator, self.append = str(filename), separator, append
 
 
 class TerminateOnNaN(FrameworkCallback):

@@ -2,8 +2,8 @@
 
 ``model``: what ``Model.save`` writes and ``load_model`` / ``dual-backend predict`` read
 (Keras' own ``.keras`` zip; a ``.pt`` of tensors that ``torch.load(weights_only=True)`` reads).
-``checkpoint``: :class:`~dual_backend.callbacks.ModelCheckpoint`'s best model (Keras writes
-``.keras``, Lightning its ``.ckpt``).  ``backup``: :class:`~dual_backend.callbacks.BackupAndRestore`'s
+:class:`~dual_backend.callbacks.ModelCheckpoint` writes the ``model`` file too (on torch a
+``.pt`` in place of the ``.keras`` it is given).  ``backup``: :class:`~dual_backend.callbacks.BackupAndRestore`'s
 last finished epoch (Keras' variables in ``.npz``, Lightning's checkpoint as ``.ckpt``).
 """
 
@@ -17,13 +17,12 @@ from dual_backend.errors import DualBackendError
 @dataclass(frozen=True)
 class FileFormats:
     model: str
-    checkpoint: str
     backup: str
 
 
 FILE_FORMATS = {
-    "keras": FileFormats(model=".keras", checkpoint=".keras", backup=".npz"),
-    "torch": FileFormats(model=".pt", checkpoint=".ckpt", backup=".ckpt"),
+    "keras": FileFormats(model=".keras", backup=".npz"),
+    "torch": FileFormats(model=".pt", backup=".ckpt"),
 }
 
 

@@ -231,7 +231,7 @@ def run(settings: RunSettings, out: Path | None = None, resume: bool = False, ve
         dual_backend.copy_weights(start, model)
     order_seed = (seed or 0) if settings.same_order else None
     epochs = recipe.profile_epochs(profile) if settings.epochs is None else settings.epochs
-    callbacks = course_callbacks(recipe) + framework_callbacks(recipe, backend, folder) + list(callbacks or [])
+    callbacks = course_callbacks(recipe) + framework_callbacks(recipe, folder) + list(callbacks or [])
     # What this run is, as metrics.json records it (and as --resume recognises a finished run by).
     recorded = {"lesson": lesson, "variant": recipe.variant_name, "backend": backend, "device": model.device,
                 "profile": profile, "seed": seed, "options": model.options, "init_from": init_from,
@@ -341,7 +341,7 @@ def show_predictions(recipe: Recipe, model, prepared: Prepared | None, verbose) 
     return {"probabilities": probabilities.round(6).tolist(), "classes": classes.tolist()}
 
 
-def framework_callbacks(recipe: Recipe, backend: str, folder: Path | None) -> list:
+def framework_callbacks(recipe: Recipe, folder: Path | None) -> list:
     """keras_basics' three callbacks: TensorBoard logs, the best model by val_loss, early stopping."""
     if not recipe.callbacks:
         return []
@@ -349,7 +349,7 @@ def framework_callbacks(recipe: Recipe, backend: str, folder: Path | None) -> li
         raise dual_backend.DualBackendError(f"{recipe.lesson.name}/{recipe.variant_name} writes TensorBoard logs "
                                             "and a checkpoint: give it an output folder (--out).")
     return [TensorBoard(folder / "logs"),
-            ModelCheckpoint(folder / f"best_model{FILE_FORMATS[backend].checkpoint}", save_best_only=True),
+            ModelCheckpoint(folder / "best_model.keras", save_best_only=True),  # best_model.pt on torch
             EarlyStopping(patience=5, min_delta=1e-3)]
 
 

@@ -1,6 +1,6 @@
 """The front end's callbacks on Keras: its Keras-style callbacks in Keras' hooks, and Keras' own
 callbacks for the front end's ``TensorBoard``, ``ModelCheckpoint``, ``EarlyStopping``,
-``TerminateOnNaN`` and ``BackupAndRestore``.
+``CSVLogger``, ``TerminateOnNaN`` and ``BackupAndRestore``.
 
 Mirror of ``torch_impl/callbacks.py``.
 """
@@ -8,13 +8,12 @@ Mirror of ``torch_impl/callbacks.py``.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dual_backend.callbacks import (BATCH_HOOKS, BackupAndRestore, EarlyStopping, ModelCheckpoint, TensorBoard,
-                                    TerminateOnNaN)
+from dual_backend.callbacks import (BATCH_HOOKS, BackupAndRestore, CSVLogger, EarlyStopping, ModelCheckpoint,
+                                    TensorBoard, TerminateOnNaN)
 from dual_backend.errors import DualBackendError
 from dual_backend.interrupts import atomic_write
 from dual_backend.model import order_logs
@@ -138,19 +137,25 @@ class KerasBackupAndRestore(tf.keras.callbacks.BackupAndRestore):
 
 
 def keras_callback(callback):
-    """The front end's ``TensorBoard`` / ``ModelCheckpoint`` / ``EarlyStopping`` / ``TerminateOnNaN`` /
-    ``BackupAndRestore`` as Keras' own."""
+    """The front end's ``TensorBoard`` / ``ModelCheckpoint`` / ``EarlyStopping`` / ``CSVLogger`` /
+    ``TerminateOnNaN`` / ``BackupAndRestore`` as Keras' own, given every argument."""
     if isinstance(callback, TerminateOnNaN):
         return tf.keras.callbacks.TerminateOnNaN()
     if isinstance(callback, BackupAndRestore):
         return KerasBackupAndRestore(callback)
     if isinstance(callback, TensorBoard):
-        return tf.keras.callbacks.TensorBoard(callback.log_dir)
+        return tf.keras.callbacks.TensorBoard(callback.log_dir, write_graph=callback.write_graph)
     if isinstance(callback, ModelCheckpoint):
-        Path(callback.filepath).parent.mkdir(parents=True, exist_ok=True)
-        return tf.keras.callbacks.ModelCheckpoint(callback.filepath, monitor=callback.monitor,
-                                                  save_best_only=callback.save_best_only)
+        return callback.implementation("keras", lambda: tf.keras.callbacks.ModelCheckpoint(
+            callback.filepath, monitor=callback.monitor, verbose=callback.verbose,
+            save_best_only=callback.save_best_only, save_weights_only=callback.save_weights_only,
+            mode=callback.mode, save_freq=callback.save_freq,
+            initial_value_threshold=callback.initial_value_threshold))
     if isinstance(callback, EarlyStopping):
-        return tf.keras.callbacks.EarlyStopping(monitor=callback.monitor, patience=callback.patience,
-                                                min_delta=callback.min_delta)
+        return callback.implementation("keras", lambda: tf.keras.callbacks.EarlyStopping(
+            monitor=callback.monitor, min_delta=callback.min_delta, patience=callback.patience,
+            verbose=callback.verbose, mode=callback.mode, baseline=callback.baseline,
+            restore_best_weights=callback.restore_best_weights, start_from_epoch=callback.start_from_epoch))
+    if isinstance(callback, CSVLogger):
+        return tf.keras.callbacks.CSVLogger(callback.filename, separator=callback.separator, append=callback.append)
     raise DualBackendError(f"No Keras counterpart for {type(callback).__name__}.")

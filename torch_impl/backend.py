@@ -21,7 +21,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from dual_backend.callbacks import ModelCheckpoint
+from dual_backend.callbacks import CallbackList
 from dual_backend.environments import cuda_libraries_advice
 from dual_backend.errors import DualBackendError, refused_code
 from dual_backend.interrupts import atomic_write
@@ -198,12 +198,13 @@ class TorchModel(Model):
         if self.devices > 1 and batch_size % self.devices:
             raise DualBackendError(f"batch_size {batch_size} does not split evenly over {self.devices} devices: "
                                    f"choose a multiple of {self.devices}.")
+        logger, lightning_callbacks, keras_rules = lightning_counterparts(framework_callbacks)
+        if keras_rules:  # after the front end's own callbacks, as Keras runs its callbacks after the adapter
+            callbacks = CallbackList([*callbacks.callbacks, *keras_rules], callbacks.model, callbacks.params)
         adapter = KerasCallbacks(callbacks, self, initial_epoch)
-        logger, lightning_callbacks = lightning_counterparts(framework_callbacks)
         trainer = self._trainer(**self._scale_out(), max_epochs=max(epochs - initial_epoch, 0),
                                 callbacks=[adapter, *lightning_callbacks], logger=logger,
                                 log_every_n_steps=1,  # only epoch logs are written; silences a warning
-                                enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in framework_callbacks),
                                 limit_train_batches=(steps_per_epoch or 1.0) if self._is_pipeline(x) else 1.0,
                                 limit_val_batches=1.0 if validation_data is not None else 0)
         # A callback that must see every batch gets Lightning's batches one step each; so does DDP,

@@ -79,8 +79,6 @@ def lightning_quiet():
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
         # The epoch logs are already summed over DDP's processes (EpochMeans.compute(across_processes=True)).
         warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
-        # keras_basics' checkpoint sits beside the run's other files, as Keras' does.
-        warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
         try:
             yield
         finally:

@@ -79,20 +79,12 @@ def test_checkpoint_keeps_the_model_with_the_best_val_loss(backend, standardized
     x, y, x_val, y_val = standardized
     dual_backend.backend_package(backend).seed(0)
     model = dual_backend.build("keras_basics", backend=backend, variant="standardized", device="cpu")
-    path = tmp_path / ("best.keras" if backend == "keras" else "best.ckpt")
     history = model.fit(x, y, epochs=3, validation_data=(x_val, y_val), verbose=0,
-                        callbacks=[ModelCheckpoint(path, save_best_only=True)])
+                        callbacks=[ModelCheckpoint(tmp_path / "best.keras", save_best_only=True)])
+    path = tmp_path / f"best{dual_backend.FILE_FORMATS[backend].model}"  # on torch the torch model file, best.pt
     assert path.stat().st_size > 0
     best = min(history.history["val_loss"])
-    if backend == "keras":
-        import tensorflow as tf
-
-        loss = tf.keras.models.load_model(path).evaluate(x_val, y_val, verbose=0)[0]
-    else:
-        import torch
-
-        model.module.load_state_dict(torch.load(path, weights_only=False)["state_dict"])
-        loss = model.evaluate(x_val, y_val)[0]
+    loss = dual_backend.load_model(path, device="cpu").evaluate(x_val, y_val)[0]
     assert loss == pytest.approx(best, rel=1e-4)
 
 
@@ -112,7 +104,7 @@ def test_keras_basics_callbacks_variant_writes_logs_and_the_best_checkpoint(back
 
     folder = quick_result("keras_basics", "callbacks", backend, "cpu")["folder"]
     assert list((folder / "logs").rglob("events.out.tfevents*"))
-    assert (folder / ("best_model.keras" if backend == "keras" else "best_model.ckpt")).stat().st_size > 0
+    assert (folder / ("best_model.keras" if backend == "keras" else "best_model.pt")).stat().st_size > 0
 
 
 def horse_or_human_program(backend):

@@ -174,7 +174,7 @@ class Sequential(L.LightningModule):
         self.val_means.reset()
 
     def on_validation_epoch_end(self):
-        # Logged here, before Lightning's EarlyStopping and ModelCheckpoint look at val_loss.
+        # Logged for Lightning's loggers (TensorBoard).
         if self.trainer.training or self.trainer.state.fn == "fit":
             self.log_dict(self.val_means.compute("val_"))
 
