@@ -73,6 +73,10 @@ def set_floatx(name: str) -> None:
 
 class KerasModel(Model):
     backend = "keras"
+    saved_definition: dict | None = None  # a loaded file's dual_backend.keras layers, as save wrote them
+
+    def definition(self) -> dict | None:
+        return self.saved_definition
 
     def __init__(self, keras_model, lesson, variant, options, device):
         super().__init__(lesson, variant, options, select_device(device))
@@ -167,7 +171,8 @@ class KerasModel(Model):
         return int(sum(np.prod(w.shape) for w in self.keras_model.trainable_weights))
 
     def save(self, path) -> None:
-        """A ``.keras`` file (Keras' own format) with the lesson's name and options inside."""
+        """A ``.keras`` file (Keras' own format) with the lesson's name and options inside, or a
+        ``dual_backend.keras`` model's ``definition()``, in the words a torch file keeps it."""
         path = Path(path)
         if path.suffix != ".keras":
             raise DualBackendError(f"keras models are saved as .keras files, got {path}.")
@@ -176,7 +181,8 @@ class KerasModel(Model):
             self.keras_model.save(temporary)
             with zipfile.ZipFile(temporary, "a") as archive:
                 archive.writestr(METADATA, json.dumps(
-                    {"lesson": self.lesson, "variant": self.variant, "options": self.options}))
+                    {"lesson": self.lesson, "variant": self.variant, "options": self.options,
+                     "definition": self.definition()}))
 
         atomic_write(path, write)
 
@@ -245,5 +251,7 @@ def load(path, device) -> KerasModel:
         if "safe_mode" in str(error):  # Keras' safe mode refused to deserialize code (a Lambda's function)
             raise refused_code(path, "a model to load in Keras' safe mode", " (a Lambda layer's function)") from None
         raise DualBackendError(f"{path} is not a readable Keras model file ({error}).") from None
-    return KerasModel(keras_model, metadata.get("lesson"), metadata.get("variant"),
-                      metadata.get("options", {}), device)
+    model = KerasModel(keras_model, metadata.get("lesson"), metadata.get("variant"),
+                       metadata.get("options", {}), device)
+    model.saved_definition = metadata.get("definition")
+    return model
