@@ -6,6 +6,7 @@
     dual-backend summary fashion_cnn --backend keras
     dual-backend bench fashion_mlp --epochs 3 --json bench.json
     dual-backend exec my_model.py --backend both        # your own Keras script, on each backend
+    dual-backend parity --model my_model.pt              # your own saved model, on both backends
 
 ``--backend both`` runs each backend in its own process, one after the
 other, so the two frameworks never share a process, then prints the results
@@ -82,10 +83,10 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True, metavar="{list,run,predict,parity,compare,bench,exec,convert,summary}")
     commands.add_parser("list", help="the lessons, their variants and options")
 
-    def lesson_command(name: str, help: str) -> argparse.ArgumentParser:
+    def lesson_command(name: str, help: str, lesson_required: bool = True) -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help)
         command.add_argument("lesson", choices=list(lessons.LESSONS), metavar="LESSON",
-                             help=f"one of: {', '.join(lessons.LESSONS)}")
+                             nargs=None if lesson_required else "?", help=f"one of: {', '.join(lessons.LESSONS)}")
         command.add_argument("--variant", default=None, help="an exercise variant (dual-backend list)")
         command.add_argument("--option", action="append", default=[], type=_parse_option, metavar="NAME=VALUE",
                              help="a model option of the lesson, e.g. hidden_units=512 (repeatable)")
@@ -142,7 +143,11 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--same-order", action="store_true", help="both backends take one batch order")
     compare.add_argument("--data-dir", default=None)
     compare.add_argument("--out", default="runs/compare", help="runs and report.md / report.html go here")
-    parity = lesson_command("parity", "prove both backends hold the same model: transfer weights, compare")
+    parity = lesson_command("parity", "prove both backends hold the same model: transfer weights, compare",
+                            lesson_required=False)
+    parity.add_argument("--model", default=None, metavar="FILE",
+                        help="instead of a LESSON: a model of your own (dual_backend.keras) that model.save wrote, "
+                             "built on both backends from the file's weights")
     parity.add_argument("--steps", type=int, default=0,
                         help="also N training steps with the same start and the same batch order")
     parity.add_argument("--optimizer", action="append", choices=["adam", "sgd", "rmsprop"], default=None,
@@ -321,6 +326,17 @@ def _bench(args, top) -> int:
     return 0
 
 
+def _check_parity_arguments(args, top: argparse.ArgumentParser) -> None:
+    """A LESSON or ``--model FILE``, not both; the lesson's own settings are not taken with a file."""
+    if (args.lesson is None) == (args.model is None):
+        top.error("parity takes a LESSON or --model FILE (a model of your own that model.save wrote): give one")
+    given = [flag for flag, value in (("--variant", args.variant), ("--option", args.option),
+                                      ("--steps", args.steps)) if value]
+    if args.model is not None and given:
+        top.error(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for lessons: "
+                  "--model FILE takes --optimizer, --seed, --float64 and --data-dir")
+
+
 def _parity(args) -> int:
     """One line per check with its measured maximum difference; exit 1 when one exceeds its tolerance."""
     from dual_backend import parity
@@ -328,9 +344,14 @@ def _parity(args) -> int:
 
     precision = "float64" if args.float64 else "float32"
     with using(precision, BACKENDS):
-        found = parity.checks(args.lesson, args.variant, steps=args.steps, seed=args.seed,
-                              optimizers=args.optimizer)
-    print(f"parity of {args.lesson} ({args.variant or 'default'}), keras and torch on the CPU, {precision}")
+        if args.model is None:
+            found = parity.checks(args.lesson, args.variant, steps=args.steps, seed=args.seed,
+                                  optimizers=args.optimizer)
+            title = f"{args.lesson} ({args.variant or 'default'})"
+        else:
+            found, inputs = parity.model_file_checks(args.model, optimizers=args.optimizer, seed=args.seed)
+            title = f"{args.model} ({inputs})"
+    print(f"parity of {title}, keras and torch on the CPU, {precision}")
     for check in found:
         print(check.line())
     failed = [check for check in found if not check.passed]
@@ -425,7 +446,10 @@ def main(argv=None) -> int:
         return _exec(args, top)
     if args.command == "convert":
         return _convert(args)
-    _check_names(args, top)
+    if args.command == "parity":
+        _check_parity_arguments(args, top)
+    if getattr(args, "model", None) is None:
+        _check_names(args, top)
     try:
         with sigterm_as_keyboard_interrupt():
             return _lesson_command(args)

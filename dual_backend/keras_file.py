@@ -121,8 +121,34 @@ def read(path) -> SavedModel:
         return _read_archive(path)
     if head == HDF5_SIGNATURE:
         return _read_legacy_h5(path)
-    raise KerasFileError(f"{path} is neither a .keras archive (a zip) nor a legacy Keras .h5 file: it is truncated, "
-                         "corrupted or of another kind. Save the model again with model.save(...).")
+    raise not_a_model_file(path)
+
+
+def not_a_model_file(path) -> KerasFileError:
+    """The error for a file named as a Keras model that is neither kind, in the same words on both backends."""
+    return KerasFileError(f"{path} is neither a .keras archive (a zip) nor a legacy Keras .h5 file: it is truncated, "
+                          "corrupted or of another kind. Save the model again with model.save(...).")
+
+
+def read_definition(path) -> dict | None:
+    """Only the ``dual_backend.keras`` definition a Keras model file's config describes (no weights read),
+    or None when the file is not a Sequential of layers dual-backend builds."""
+    path = Path(path)
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                config = _json(archive.read(CONFIG), path, CONFIG)
+        else:
+            with _h5py().File(path, "r") as stored:
+                config = _json(stored.attrs["model_config"], path, "model_config")
+    except (DualBackendError, KeyError, OSError, zipfile.BadZipFile):
+        return None
+    for settings in (config.get("compile_config"), None):  # without the compile settings, if they are not taken
+        try:
+            return _definition({**config, "compile_config": settings}, path)[0]
+        except DualBackendError:
+            continue
+    return None
 
 
 def _read_archive(path: Path) -> SavedModel:
@@ -445,7 +471,10 @@ def _compile_settings(compile_config: dict, path) -> tuple[tuple | None, dict]:
     elif isinstance(optimizer, dict):
         _no_code(optimizer, path, "the optimizer")
         kind = str(optimizer.get("class_name", "")).removeprefix("Custom>")
-        settings = {k: v for k, v in (optimizer.get("config") or {}).items()
+        # Keras keeps its settings as float32 (0.001 is stored as 0.0010000000474974513): the shortest decimal
+        # of the same float32 is the number that was given.
+        settings = {k: float(str(np.float32(v))) if isinstance(v, float) else v
+                    for k, v in (optimizer.get("config") or {}).items()
                     if k not in ("name", "is_legacy_optimizer", "jit_compile", "decay")}
         try:
             built = getattr(optimizers, kind)(**settings)

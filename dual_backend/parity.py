@@ -31,6 +31,7 @@ import dual_backend
 from dual_backend import lessons
 from dual_backend.callbacks import Callback
 from dual_backend.errors import DualBackendError
+from dual_backend.formats import model_file_kinds
 
 # fp32 on the CPU: the same operations in another order differ by a few ulps.
 FORWARD_TOLERANCE = 1e-5
@@ -209,6 +210,13 @@ def definition_checks(define, x, y=None, loss: str | None = None, optimizers=("s
         model.build((None, *np.shape(x)[1:]))
         return model
 
+    return twin_checks(built, x, None if y is None else (x, y), loss, optimizers, seed)
+
+
+def twin_checks(built, x, train=None, loss=None, optimizers=("sgd",), seed: int = 0, start=None) -> list[Check]:
+    """The forward checks on ``x`` and, with ``train`` (inputs and targets) and ``loss``, the one-step
+    checks on its first 32 samples, of two models ``built(backend, seed)`` makes from one definition;
+    each check starts from ``start`` (Keras' weights list) when given, else from the source model's draw."""
     def pair(seed_value):
         return built("keras", seed_value), built("torch", seed_value + 1)  # different draws, so a transfer shows
 
@@ -216,22 +224,115 @@ def definition_checks(define, x, y=None, loss: str | None = None, optimizers=("s
     for direction, offset in (("keras → torch", 0), ("torch → keras", 10)):
         keras_model, torch_model = pair(seed + offset)
         source, target = (keras_model, torch_model) if offset == 0 else (torch_model, keras_model)
+        if start is not None:
+            source.set_weights(start)
         copy_weights(source, target)
         found.append(Check(f"forward {direction} on {len(x)} inputs",
                            max_difference([keras_model.predict(x)], [torch_model.predict(x)]), tolerance))
-    if y is None or loss is None:
+    if train is None or train[1] is None or loss is None:
         return found
+    x_train, y_train = train
     for optimizer in optimizers:
         keras_model, torch_model = pair(seed)
-        name = f"one {optimizer} step on {min(len(x), 32)} samples: weights and moving statistics"
+        name = f"one {optimizer} step on {min(len(x_train), 32)} samples: weights and moving statistics"
         if has_random_training_layers(keras_model):
             found.append(Check(name, None, STEP_TOLERANCE, "dropout draws its mask from each framework's own generator"))
             continue
+        if start is not None:
+            keras_model.set_weights(start)
         models = (keras_model, torch_model, built("torch", seed + 2))
         for model in models:
             model.compile(optimizer=optimizer, loss=loss)
-        found.append(one_step_check(name, models, x[:32], y[:32]))
+        found.append(one_step_check(name, models, x_train[:32], y_train[:32]))
     return found
+
+
+def model_file_checks(path, optimizers=None, seed: int = 0, inputs: int = 1000) -> tuple[list[Check], str]:
+    """The checks of :func:`definition_checks` for a saved model of your own (``model.save`` of a
+    ``dual_backend.keras`` model, or any file ``dual_backend.load_model`` returns with a ``definition()``):
+    its definition built on both backends, each check starting from the file's weights.  Also returns
+    a line saying which inputs were used.
+
+    Inputs: a course data set's test images (and training images with their labels for the steps)
+    when the model's input shape is a lesson's, as :func:`checks` takes them; else seeded random inputs
+    in [0, 1) and random targets for the model's loss.  Optimizers: those asked for, else the one the
+    file was compiled with, else ``'rmsprop'``; no steps for a model saved without a loss.
+
+    Raises :class:`DualBackendError` for a missing file, a file of another kind, and a lesson's model."""
+    from pathlib import Path
+
+    from dual_backend.keras.models import from_definition, optimizer_of
+
+    path = Path(path)
+    if not path.is_file():
+        raise DualBackendError(f"No model at {path}: give a file that model.save wrote ({model_file_kinds()}).")
+    saved = dual_backend.load_model(path, device="cpu")
+    definition = saved.definition()
+    if definition is None and saved.lesson is None:
+        raise DualBackendError(f"{path} holds a model without a dual_backend.keras definition to build on both "
+                               "backends: define it with `from dual_backend import keras` and save it with model.save.")
+    if definition is None:
+        lesson = f"{saved.lesson}" + (f" --variant {saved.variant}" if saved.variant else "")
+        raise DualBackendError(f"{path} holds the {saved.lesson!r} lesson's model, not a model of your own: "
+                               f"its parity is `dual-backend parity {lesson}`.")
+
+    def built(backend, seed_value):
+        dual_backend.backend_package(backend).seed(seed_value)
+        return from_definition(definition, backend)[0]
+
+    x, train, source = file_sample_data(saved, inputs, seed)
+    loss = saved_loss(saved)
+    if optimizers is None:
+        optimizers = [optimizer_of(definition) or (saved.optimizer if isinstance(saved.optimizer, str) else "rmsprop")]
+    found = twin_checks(built, x, train, loss, optimizers, seed, start=saved.get_weights())
+    if loss is None:
+        found.append(Check("one step per optimizer", None, STEP_TOLERANCE,
+                           "the model was saved without a loss (compile it before save)"))
+    return found, source
+
+
+def saved_loss(model):
+    """The loss a loaded model was compiled with, as ``compile`` takes it (None if it was not compiled)."""
+    from dual_backend.keras.losses import Loss
+
+    if model.loss is None or not model.from_logits:
+        return model.loss
+    return next(kind for kind in Loss.__subclasses__() if kind.name == model.loss)(from_logits=True)
+
+
+def file_sample_data(model, count: int, seed: int):
+    """Inputs and targets for a model of your own, and a line saying which (``model_file_checks``)."""
+    from dual_backend import validation
+
+    shape = tuple(model.input_shape[1:])
+    lesson = next((lesson for lesson in lessons.LESSONS.values()
+                   if lesson.kind == "train" and tuple(lesson.input_shape) == shape), None)
+    rng = np.random.default_rng(seed)
+    if lesson is not None:
+        x, x_train, y_train = sample_data(lessons.recipe(lesson.name, None), count)
+        source = f"{len(x)} {lesson.dataset} test images, as lesson {lesson.name} takes them"
+        try:  # the data set's own labels, when they fit the model's output and loss
+            if model.loss is not None:
+                validation.as_targets(y_train, len(y_train), model.loss, model.output_shape, 32)
+            return x, (x_train, y_train), source
+        except DualBackendError:
+            return x, (x_train, random_targets(model, len(x_train), rng)), source + ", random targets"
+    x = rng.random((count, *shape), dtype=np.float32)
+    return x, (x, random_targets(model, count, rng)), f"{count} seeded random inputs in [0, 1) of shape {shape}"
+
+
+def random_targets(model, count: int, rng) -> np.ndarray | None:
+    """Targets the model's loss takes, drawn at random: class numbers, one-hot rows, 0/1 or real values."""
+    units = model.output_shape[-1]
+    if model.loss is None:
+        return None
+    if model.loss == "sparse_categorical_crossentropy":
+        return rng.integers(0, units, count)
+    if model.loss == "categorical_crossentropy":
+        return np.eye(units, dtype=np.float32)[rng.integers(0, units, count)]
+    if model.loss == "binary_crossentropy":
+        return rng.integers(0, 2, (count, units)).astype(np.float32)
+    return rng.standard_normal((count, units)).astype(np.float32)
 
 
 def forward_tolerance(x) -> float:

@@ -19,6 +19,7 @@ import numpy as np
 from dual_backend.environments import cuda_libraries_advice
 from dual_backend.errors import DualBackendError, refused_code
 from dual_backend.interrupts import atomic_write
+from dual_backend import keras_file
 from dual_backend.keras_file import DUAL_BACKEND as METADATA  # stored beside Keras' own files in the .keras zip
 from dual_backend.keras_file import HDF5_SIGNATURE
 from dual_backend.model import Model, batches_in, require_gpus
@@ -74,6 +75,10 @@ def set_floatx(name: str) -> None:
 
 class KerasModel(Model):
     backend = "keras"
+    saved_definition: dict | None = None  # a loaded file's layers as a dual_backend.keras definition
+
+    def definition(self) -> dict | None:
+        return self.saved_definition
 
     def __init__(self, keras_model, lesson, variant, options, device):
         super().__init__(lesson, variant, options, select_device(device))
@@ -168,7 +173,8 @@ class KerasModel(Model):
         return int(sum(np.prod(w.shape) for w in self.keras_model.trainable_weights))
 
     def save(self, path) -> None:
-        """A ``.keras`` file (Keras' own format) with the lesson's name and options inside."""
+        """A ``.keras`` file (Keras' own format) with the lesson's name and options inside; a
+        ``dual_backend.keras`` model's layers are Keras' own config (``dual_backend.keras_file``)."""
         path = Path(path)
         if path.suffix != ".keras":
             raise DualBackendError(f"keras models are saved as .keras files, got {path}.")
@@ -241,9 +247,7 @@ def is_hdf5(path) -> bool:
 def load(path, device) -> KerasModel:
     select_device(device)
     if Path(path).is_file() and not zipfile.is_zipfile(path) and not is_hdf5(path):
-        # Keras would answer "File not found" for a truncated file.
-        raise DualBackendError(f"{path} is not a readable Keras model file: it is not a whole .keras (zip) "
-                               "archive, so it is truncated or corrupted. Save it again.")
+        raise keras_file.not_a_model_file(path)  # Keras would answer "File not found" for a truncated file
     try:
         keras_model = tf.keras.models.load_model(path, safe_mode=True)
         metadata = {}
@@ -254,5 +258,7 @@ def load(path, device) -> KerasModel:
         if "safe_mode" in str(error):  # Keras' safe mode refused to deserialize code (a Lambda's function)
             raise refused_code(path, "a model to load in Keras' safe mode", " (a Lambda layer's function)") from None
         raise DualBackendError(f"{path} is not a readable Keras model file ({error}).") from None
-    return KerasModel(keras_model, metadata.get("lesson"), metadata.get("variant"),
-                      metadata.get("options", {}), device)
+    model = KerasModel(keras_model, metadata.get("lesson"), metadata.get("variant"),
+                       metadata.get("options", {}), device)
+    model.saved_definition = keras_file.read_definition(path)
+    return model

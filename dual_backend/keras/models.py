@@ -282,15 +282,20 @@ def load_model(path, device: str = "auto") -> FrontEndModel:
 def from_definition(definition: dict, backend: str) -> Sequential:
     """The model a saved ``definition()`` describes, built on ``backend`` with fresh weights, and the
     optimizer description it was compiled with (or None)."""
-    from dual_backend.keras import optimizers
-
     layers = [layer_descriptions.Input(definition["input_shape"])]
     for kind, arguments, name in definition["layers"]:
         layers.append(layer_descriptions.LAYERS[kind](**arguments, name=name))
     model = on_backend(backend)(layers, name=definition["name"])
     model.build()
+    return model, optimizer_of(definition)
+
+
+def optimizer_of(definition: dict):
+    """The ``keras.optimizers`` description a saved ``definition()`` was compiled with, or None."""
+    from dual_backend.keras import optimizers
+
     optimizer = definition.get("optimizer")
-    return model, None if optimizer is None else getattr(optimizers, optimizer[0])(**optimizer[1])
+    return None if optimizer is None else getattr(optimizers, optimizer[0])(**optimizer[1])
 
 
 def from_saved(saved, backend: str, device: str = "auto") -> FrontEndModel:

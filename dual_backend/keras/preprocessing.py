@@ -15,6 +15,7 @@ filter), so ``target_size`` must be the images' own size.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -110,3 +111,5 @@ class DirectoryFlow:
 
 
 image = SimpleNamespace(ImageDataGenerator=ImageDataGenerator)
+# Keras' import path too: `from tensorflow.keras.preprocessing.image import ImageDataGenerator`.
+sys.modules[f"{__name__}.image"] = image
