@@ -8,6 +8,7 @@ The Trainer owns the loop: ``forward``, ``training_step``,
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import lightning as L
@@ -81,24 +82,30 @@ class Sequential(L.LightningModule):
         self.step_graph: cuda_graph.StepGraph | None = None  # see training_step
         # Last, so that a layer name is checked against every attribute the module has.
         for layer_name, layer in zip(self.layer_names, rest, strict=True):
-            self.add_module(self._checked_layer_name(layer_name), layer)
+            self._register_layer(layer_name, layer)
 
-    def _checked_layer_name(self, layer_name: str) -> str:
-        """A layer's name as the prefix of its weights' names (``dense_1.kernel``), as Keras' variable
-        paths have it (``sequential/dense_1/kernel``)."""
+    def _register_layer(self, layer_name: str, layer) -> None:
+        """``layer`` as the submodule ``layer_name``: its weights are ``layer_name.kernel``, ...,
+        as Keras' variable paths have them (``sequential/dense_1/kernel``)."""
         if layer_name in self._modules:
             raise validation.DualBackendError(
                 "All layers added to a Sequential model should have unique names. Name "
                 f"{layer_name!r} is already the name of a layer in this model. Update the `name` argument "
                 "to pass a unique name.")
-        if not layer_name or "." in layer_name or hasattr(self, layer_name):
+        # torch's add_module refuses any name the module has as an attribute.  A method's name (a layer
+        # named 'hidden' or 'logits') does no harm: attribute lookup finds the method first and nothing
+        # assigns to it, so such a layer goes into _modules directly.  A value the module or Lightning
+        # assigns ('training', 'trainer') would then be refused by nn.Module.__setattr__.
+        absent = object()
+        own = inspect.getattr_static(self, layer_name, absent)
+        if not layer_name or "." in layer_name or not (own is absent or inspect.isfunction(own)):
             why = ("torch joins a layer's name and its weights' names with '.'" if "." in layer_name else
                    "an empty name cannot prefix its weights' names" if not layer_name else
-                   f"the LightningModule has an attribute {layer_name!r} of its own")
+                   f"the LightningModule keeps a value of its own under {layer_name!r}")
             raise validation.DualBackendError(
                 f"Layer name {layer_name!r} cannot name a layer on the torch backend: {why}. "
                 "Give the layer another name (name=...).")
-        return layer_name
+        self._modules[layer_name] = layer
 
     # Keras' compile, deliberately shadowing nn.Module.compile (torch.compile(model) still works).
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, from_logits: bool = False):

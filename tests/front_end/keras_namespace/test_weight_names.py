@@ -125,8 +125,18 @@ def test_a_lightning_checkpoint_of_format_1_resumes_in_a_users_trainer(monkeypat
         np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("name, reason", [("logits", "the LightningModule has an attribute 'logits' of its own"),
-                                          ("dense.head", "torch joins a layer's name and its weights' names")])
+def test_a_layer_may_take_the_name_of_a_method_of_the_lightning_module():
+    model = defined_on("torch", lambda: [keras.Input((4,)), keras.layers.Dense(3, name="hidden"),
+                                         keras.layers.Dense(2, name="logits")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.fit(_rng.random((8, 4)).astype("float32"), _rng.integers(0, 2, 8), epochs=1, verbose=0)
+    assert list(model.module.state_dict()) == ["hidden.kernel", "hidden.bias", "logits.kernel", "logits.bias"]
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("training", "the LightningModule keeps a value of its own under 'training'"),
+    ("keras_optimizer", "the LightningModule keeps a value of its own under 'keras_optimizer'"),
+    ("dense.head", "torch joins a layer's name and its weights' names")])
 def test_a_layer_name_torch_cannot_give_its_weights_is_refused_on_torch_with_the_reason(name, reason):
     model = defined_on("torch", lambda: [keras.Input((4,)), keras.layers.Dense(3, name=name)])
     with pytest.raises(DualBackendError, match=rf"Layer name '{name}' cannot name a layer on the torch backend: "
