@@ -134,7 +134,7 @@ class Dense(Layer):
     def forward(self, x):
         return ACTIVATIONS[self.activation](self.logits(x))
 
-    # Keras' kernel is (inputs, units), torch's weight (units, inputs).  After a Flatten
+    # Keras' kernel is (inputs, units), this one (units, inputs).  After a Flatten
     # of convolution maps, the inputs also come in another order: Keras flattens
     # (height, width, channels), torch (channels, height, width).
     flattened_from: tuple | None = None  # (height, width, channels), set by Sequential
