@@ -31,6 +31,10 @@ from torch_impl.batches import CheckedBatches, Repeat, StreamEpochs, TensorBatch
 from torch_impl.callbacks import AtomicCheckpointIO, KerasCallbacks, backup_to_resume, lightning_counterparts
 from torch_impl.keras.optimizers import KerasOptimizer
 
+# The .pt files ``TorchModel.save`` writes: format 2 keys the weights by Keras' names (``dense_1.kernel``,
+# ``Sequential.keras_named``); format 1 files, keyed ``body.1.linear.weight``, still load.
+FORMAT, FORMAT_1 = "dual-backend/torch/2", "dual-backend/torch/1"
+
 
 def select_device(device: str) -> str:
     """``cpu``, ``gpu`` or ``auto`` (a GPU when torch sees one) → the device actually used."""
@@ -182,7 +186,14 @@ class TorchModel(Model):
         """The model's own LightningModule, for your own ``lightning.Trainer``: its weights, Keras' loss,
         optimizer and metrics as compiled, one Keras step per batch.  A ``DataLoader`` of ``(x, y)``
         batches in Keras' layout (images NHWC, integer labels int64 for the sparse loss) trains it as
-        ``fit`` would over the same batches.  It stays this model's module: what either trains, both have."""
+        ``fit`` would over the same batches.  It stays this model's module: what either trains, both have.
+
+        Its parameters and buffers carry Keras' variable paths, the model's name left out:
+        ``dense_1.kernel``, ``conv2d.bias``, ``batch_normalization.moving_mean`` (as
+        ``[v.path for v in model.weights]`` gives ``sequential/dense_1/kernel``), the same in every
+        process for the same definition.  The tensors keep torch's layout: a Dense kernel is (units,
+        inputs) for ``F.linear``, a Conv2D kernel (filters, channels, height, width) for ``F.conv2d``;
+        ``get_weights()`` gives Keras' layout."""
         if self.loss is None:
             raise DualBackendError("The model must be compiled before to_lightning: call model.compile(...) first.")
         self.module.keras_layout_batches = True
@@ -275,7 +286,7 @@ class TorchModel(Model):
         if path.suffix != ".pt":
             raise DualBackendError(f"torch models are saved as .pt files (or as .keras files for tf.keras), got {path}.")
         checkpoint = {
-            "format": "dual-backend/torch/1", "lesson": self.lesson, "variant": self.variant,
+            "format": FORMAT, "lesson": self.lesson, "variant": self.variant,
             "options": self.options, "optimizer": self.optimizer if isinstance(self.optimizer, str) else None,
             "loss": self.loss, "from_logits": self.from_logits, "metrics": self.metrics,
             "definition": self.definition(),
@@ -374,7 +385,7 @@ def load(path, device) -> TorchModel:
 
         return from_saved(keras_file.read(path), "torch", device)
     checkpoint = load_tensors(path, "a readable dual-backend torch checkpoint")
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != "dual-backend/torch/1":
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") not in (FORMAT, FORMAT_1):
         raise DualBackendError(f"{path} is not a dual-backend torch checkpoint (no 'format' entry).")
     optimizer = checkpoint["optimizer"] or "rmsprop"
     if checkpoint.get("definition"):  # a dual_backend.keras model: built again from its layers
@@ -385,7 +396,7 @@ def load(path, device) -> TorchModel:
     else:
         model = dual_backend.build(checkpoint["lesson"], backend="torch", variant=checkpoint["variant"],
                                    device=device, **checkpoint["options"])
-    model.module.load_state_dict(checkpoint["state_dict"])
+    model.module.load_state_dict(model.module.keras_named(checkpoint["state_dict"]))
     if checkpoint["loss"] is not None:
         from dual_backend.keras.losses import Loss
 

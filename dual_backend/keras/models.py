@@ -83,6 +83,11 @@ class Sequential(FrontEndModel):
             raise DualBackendError(
                 f"Layer {layer.name!r} already belongs to model {layer.model.name!r}: Keras would share its weights "
                 "between the two models, which dual-backend does not do. Define a new layer.")
+        if any(added.name == layer.name for added in self.layers):
+            raise DualBackendError(
+                "All layers added to a Sequential model should have unique names. Name "
+                f"{layer.name!r} is already the name of a layer in this model. Update the `name` argument "
+                "to pass a unique name.")
         if layer.input_shape is not None:
             if self.layers or self._input_shape is not None:
                 raise DualBackendError(f"input_shape= is taken on the first layer only; layer {layer.name!r} "

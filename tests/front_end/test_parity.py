@@ -218,7 +218,7 @@ def test_convolution_and_pooling_through_onednn_are_torchs_own_bit_for_bit(shape
 
     from torch_impl.fast import cpu_kernels
     from torch_impl.fast.cpu_kernels import conv_then_pool
-    from torch_impl.keras import MaxPooling2D
+    from torch_impl.keras import Conv2D, MaxPooling2D
 
     used = []
     apply = cpu_kernels._OneDNNConvPool.apply
@@ -230,19 +230,20 @@ def test_convolution_and_pooling_through_onednn_are_torchs_own_bit_for_bit(shape
     x[:, :, :shape[2] // 3] = 0
     if from_nhwc:
         x = torch.empty(shape[0], *shape[2:], shape[1]).copy_(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-    conv = torch.nn.Conv2d(shape[1], filters, 3)
-    torch.nn.init.normal_(conv.weight, std=(9 * shape[1]) ** -0.5, generator=generator)
+    conv = Conv2D(filters, 3)
+    conv.build((shape[2], shape[3], shape[1]))
+    torch.nn.init.normal_(conv.kernel, std=(9 * shape[1]) ** -0.5, generator=generator)
     torch.nn.init.normal_(conv.bias, std=0.1, generator=generator)
     grad = torch.randn(shape[0], filters, (shape[2] - 2) // 2, (shape[3] - 2) // 2, generator=generator)
     results = []
-    for pooled in (lambda v: F.max_pool2d(conv(v), 2, 2), lambda v: conv_then_pool(conv, MaxPooling2D(2), v)):
+    for pooled in (lambda v: F.max_pool2d(conv.convolve(v), 2, 2), lambda v: conv_then_pool(conv, MaxPooling2D(2), v)):
         conv.zero_grad()
         leaf = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(shape[1] > 1)
         output = pooled(leaf)
         output.backward(grad)
         with torch.no_grad():
             inferred = pooled(x)
-        results.append([output.detach(), conv.weight.grad, conv.bias.grad, leaf.grad, inferred])
+        results.append([output.detach(), conv.kernel.grad, conv.bias.grad, leaf.grad, inferred])
     bits = [[t.contiguous().view(torch.int32) if t is not None else None for t in found] for found in results]
     for expected, got, name in zip(*bits, ["output", "kernel gradient", "bias gradient", "input gradient",
                                            "inference output"]):
@@ -254,9 +255,10 @@ def test_a_second_backward_pass_through_onednn_convolution_and_pooling_says_why_
     import torch
 
     from torch_impl.fast.cpu_kernels import conv_then_pool
-    from torch_impl.keras import MaxPooling2D
+    from torch_impl.keras import Conv2D, MaxPooling2D
 
-    conv = torch.nn.Conv2d(1, 4, 3)
+    conv = Conv2D(4, 3)
+    conv.build((8, 8, 1))
     output = conv_then_pool(conv, MaxPooling2D(2), torch.rand(2, 1, 8, 8)).sum()
     output.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="a second time: its oneDNN buffers were freed"):

@@ -57,8 +57,8 @@ def test_torch_layer_outputs_are_nhwc_so_channel_indices_match_keras():
     model = dual_backend.build("fashion_cnn", backend="torch", device="cpu")
     x = prepare_data(lessons.recipe("fashion_cnn"), "quick").x_test[:3]
     first = model.layer_outputs(x)[0]
-    conv = model.module.body[0].conv
-    direct = torch.relu(conv(torch.from_numpy(x).permute(0, 3, 1, 2))).detach().numpy()
+    conv = model.module.body[0]
+    direct = torch.relu(conv.convolve(torch.from_numpy(x).permute(0, 3, 1, 2))).detach().numpy()
     assert first.shape == (3, 26, 26, 64)
     np.testing.assert_allclose(first[..., 1], direct[:, 1], atol=1e-6)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch._prims_common import suggest_memory_format  # torch's rule: the layout a tensor's strides mean
 
 
@@ -52,18 +51,19 @@ class _ContiguousMaxPool(torch.autograd.Function):
         return grad, None, None
 
 
-def conv_then_pool(conv: nn.Conv2d, pool, x):
-    """``pool(conv(x))``; on the CPU through oneDNN's own tensors when torch itself would
-    convolve with oneDNN (``_OneDNNConvPool``), the very same outputs and gradients."""
+def conv_then_pool(conv, pool, x):
+    """``pool(conv.convolve(x))`` for a ``Conv2D`` layer ``conv`` (its activation left out); on the CPU
+    through oneDNN's own tensors when torch itself would convolve with oneDNN (``_OneDNNConvPool``),
+    the very same outputs and gradients."""
     if _onednn_conv_pool_fits(conv, x):
-        training = torch.is_grad_enabled() and any(t.requires_grad for t in (x, conv.weight, conv.bias))
-        return _OneDNNConvPool.apply(x, conv.weight, conv.bias, list(conv.stride), list(pool.pool_size),
+        training = torch.is_grad_enabled() and any(t.requires_grad for t in (x, conv.kernel, conv.bias))
+        return _OneDNNConvPool.apply(x, conv.kernel, conv.bias, list(conv.strides), list(pool.pool_size),
                                      list(pool.strides), training)
-    return pool(conv(x))
+    return pool(conv.convolve(x))
 
 
-def _onednn_conv_pool_fits(conv: nn.Conv2d, x) -> bool:
-    """Where torch's own convolution is oneDNN's on NCHW float32 on the CPU, 'valid' padding.
+def _onednn_conv_pool_fits(conv, x) -> bool:
+    """Where torch's own convolution is oneDNN's on NCHW float32 on the CPU, no padding.
 
     torch picks the layout from the strides (``suggest_memory_format``): a
     one-channel batch permuted from Keras' NHWC arrays, as the front end
@@ -72,11 +72,11 @@ def _onednn_conv_pool_fits(conv: nn.Conv2d, x) -> bool:
     as do autocast, the ``--channels-last`` flag and ``torch.compile``.
     torch 2.14 also takes its native kernel (other sums again) for a single
     small image with a 3x3 window or less."""
-    weight = conv.weight
+    weight = conv.kernel
     return (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and x.dim() == 4
-            and x.is_contiguous() and weight.is_contiguous() and conv.bias is not None
+            and x.is_contiguous() and weight.is_contiguous()
             and suggest_memory_format(x) == suggest_memory_format(weight) == torch.contiguous_format
-            and conv.padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1
+            and not conv.pads
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
             and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
             and (len(x) > 1 or x.numel() > 20480 or min(weight.shape[-2:]) > 3))

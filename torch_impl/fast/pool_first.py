@@ -24,7 +24,7 @@ def hidden_layers(layers, x):
         pool = layers[index + 1] if index + 1 < len(layers) else None
         if isinstance(layer, Conv2D) and layer.activation == "relu" and isinstance(pool, MaxPooling2D) \
                 and not layer.pads and not pool.pads:
-            x = F.relu(conv_then_pool(layer.conv, pool, x))
+            x = F.relu(conv_then_pool(layer, pool, x))
             index += 2
         else:
             x = layer(x)

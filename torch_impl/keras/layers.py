@@ -3,7 +3,11 @@
 - ``Dense`` and friends initialise kernels with glorot-uniform and biases with zeros;
 - a layer learns its input shape when ``Sequential`` builds it, as in Keras;
 - images compute in torch's NCHW layout, while shapes (``build``, the summary)
-  and weights (``get_weights``/``set_weights``) are Keras' NHWC and HWIO.
+  and weights (``get_weights``/``set_weights``) are Keras' NHWC and HWIO;
+- a layer's weights carry Keras' variable names (``kernel``, ``bias``, ``gamma``,
+  ``beta``, ``moving_mean``, ``moving_variance``) in torch's layout: a Dense
+  kernel is (units, inputs) as ``F.linear`` takes it, a Conv2D kernel OIHW as
+  ``F.conv2d`` takes it.
 """
 
 from __future__ import annotations
@@ -106,7 +110,11 @@ def _activation(name):
 
 
 class Dense(Layer):
-    """``keras.layers.Dense``: applied to the last axis, glorot-uniform kernel, zero bias."""
+    """``keras.layers.Dense``: applied to the last axis, glorot-uniform kernel, zero bias.
+
+    ``kernel`` is (units, inputs), torch's layout for ``F.linear`` (Keras' is
+    (inputs, units): ``get_weights`` gives that); ``bias`` is (units,).
+    """
 
     keras_type = "Dense"
 
@@ -115,24 +123,24 @@ class Dense(Layer):
         self.units, self.activation = units, _activation(activation)
 
     def build(self, input_shape):
-        self.linear = nn.Linear(input_shape[-1], self.units)
-        nn.init.xavier_uniform_(self.linear.weight)  # Keras' glorot_uniform: same fan-in/fan-out rule
-        nn.init.zeros_(self.linear.bias)
+        self.kernel = nn.Parameter(torch.empty(self.units, input_shape[-1]))
+        self.bias = nn.Parameter(torch.zeros(self.units))
+        nn.init.xavier_uniform_(self.kernel)  # Keras' glorot_uniform: same fan-in/fan-out rule
         return (*input_shape[:-1], self.units)
 
     def logits(self, x):
-        return self.linear(x)
+        return F.linear(x, self.kernel, self.bias)
 
     def forward(self, x):
-        return ACTIVATIONS[self.activation](self.linear(x))
+        return ACTIVATIONS[self.activation](self.logits(x))
 
-    # Keras' kernel is (inputs, units), torch's weight (units, inputs).  After a Flatten
+    # Keras' kernel is (inputs, units), this one (units, inputs).  After a Flatten
     # of convolution maps, the inputs also come in another order: Keras flattens
     # (height, width, channels), torch (channels, height, width).
     flattened_from: tuple | None = None  # (height, width, channels), set by Sequential
 
     def keras_tensors(self):
-        return [self.linear.weight, self.linear.bias]
+        return [self.kernel, self.bias]
 
     def to_keras(self, index, array):
         if index == 1:
@@ -188,7 +196,9 @@ class Conv2D(Layer):
     """``keras.layers.Conv2D``: glorot-uniform kernel, zero bias, NCHW inside; 'valid' padding, or 'same'
     as TensorFlow pads (``same_padding``).
 
-    Shapes are given and reported as Keras' (height, width, channels).
+    Shapes are given and reported as Keras' (height, width, channels).  ``kernel`` is
+    (filters, channels, height, width), torch's OIHW for ``F.conv2d`` (Keras' is HWIO:
+    ``get_weights`` gives that); ``bias`` is (filters,).
     """
 
     keras_type = "Conv2D"
@@ -206,16 +216,16 @@ class Conv2D(Layer):
                 "reshape the images to (N, height, width, 1), as the course does."
             )
         height, width, channels = input_shape
-        self.conv = nn.Conv2d(channels, self.filters, self.kernel_size, stride=self.strides)
+        self.kernel = nn.Parameter(torch.empty(self.filters, channels, *self.kernel_size))
+        self.bias = nn.Parameter(torch.zeros(self.filters))
         # glorot_uniform on OIHW: fans are in/out channels times the window, as Keras counts them on HWIO.
-        nn.init.xavier_uniform_(self.conv.weight)
-        nn.init.zeros_(self.conv.bias)
+        nn.init.xavier_uniform_(self.kernel)
         if self.padding == "same":
             self.pads = same_padding((height, width), self.kernel_size, self.strides)
         return (*windows_out((height, width), self.kernel_size, self.strides, self.padding), self.filters)
 
     def keras_tensors(self):
-        return [self.conv.weight, self.conv.bias]
+        return [self.kernel, self.bias]
 
     def to_keras(self, index, array):
         return array.transpose(2, 3, 1, 0) if index == 0 else array  # OIHW → Keras' HWIO
@@ -223,9 +233,13 @@ class Conv2D(Layer):
     def from_keras(self, index, array):
         return array.transpose(3, 2, 0, 1) if index == 0 else array  # HWIO → OIHW
 
+    def convolve(self, x):
+        """The convolution alone, before the activation: (N, C, H, W) → (N, filters, H', W')."""
+        return F.conv2d(F.pad(x, self.pads) if self.pads else x, self.kernel, self.bias, self.strides)
+
     def forward(self, x):
         # In place: a convolution does not need its output for its own backward pass.
-        x = self.conv(F.pad(x, self.pads) if self.pads else x)
+        x = self.convolve(x)
         return F.relu(x, inplace=True) if self.activation == "relu" else ACTIVATIONS[self.activation](x)
 
 
@@ -334,7 +348,9 @@ class BatchNormalization(Layer):
     1e-5, and it updates the running variance with the unbiased batch
     variance while normalising with the biased one; Keras uses the biased
     variance for both.  The statistics are buffers named as Keras names them
-    and count as non-trainable parameters, as in Keras' summary.
+    and count as non-trainable parameters, as in Keras' summary; torch's
+    ``num_batches_tracked`` has no Keras counterpart (the momentum is always
+    given), so there is none.  Every tensor is (features,).
     """
 
     keras_type = "BatchNormalization"

@@ -8,9 +8,11 @@ The Trainer owns the loop: ``forward``, ``training_step``,
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import lightning as L
 import torch
-from torch import nn
 
 from dual_backend import validation
 from torch_impl.fast import chunks, cuda_graph, pool_first
@@ -22,9 +24,22 @@ IN_PLACE = (Dropout, AlphaDropout, Activation, Flatten, Rescaling)
 from torch_impl.keras.losses import EpochMeans, correct_predictions, keras_loss
 from torch_impl.keras.optimizers import make_optimizer
 
+# Format 1 of the saved files (``torch_impl.backend``, ``dual-backend/torch/1``) and its Lightning
+# checkpoints key a weight by the layer's index and torch's own module and weight names:
+# ``body.1.linear.weight`` is format 2's ``dense.kernel`` when layer 1 is named ``dense``.
+FORMAT_1_KEY = re.compile(r"body\.(\d+)\.(.+)")
+FORMAT_1_WEIGHTS = {"linear.weight": "kernel", "linear.bias": "bias", "conv.weight": "kernel", "conv.bias": "bias"}
+
 
 class Sequential(L.LightningModule):
-    """``keras.Sequential`` as a LightningModule: Keras' layers and compile, Lightning's loop."""
+    """``keras.Sequential`` as a LightningModule: Keras' layers and compile, Lightning's loop.
+
+    Each layer is a submodule named as Keras names it (``layer_names``: ``dense``, ``dense_1``,
+    ``conv2d``, ...), so ``named_parameters()`` and ``state_dict()`` have Keras' variable paths:
+    ``dense_1.kernel``, ``batch_normalization.moving_mean``, in torch's layout (a Dense kernel
+    (units, inputs), a Conv2D kernel OIHW; ``get_weights`` gives Keras' layout).  ``body`` is the
+    same layers as a list, in order.
+    """
 
     def __init__(self, layers, name: str = "sequential", layer_names: list[str] | None = None):
         super().__init__()
@@ -53,7 +68,7 @@ class Sequential(L.LightningModule):
             flatten.keras_order = True
         # Convolution maps as the model's output: back in Keras' NHWC, for the loss and for predict.
         self.images_out = self.channels_first and len(shape) == 3
-        self.body = nn.ModuleList(rest)
+        self.body = list(rest)  # the layers in order; registered under their names below
         self.memory_format = torch.contiguous_format  # see use_channels_last
         self.step_logits = self.logits  # see compile_steps
         self.layer_names = layer_names or keras_names(rest)
@@ -62,8 +77,35 @@ class Sequential(L.LightningModule):
         self.keras_optimizer = self.keras_loss = self.kept_optimizer = None
         self.keras_from_logits = False
         self.keras_metrics: list[str] = []
+        self.train_means = self.val_means = None  # see compile
         self.automatic_optimization = False  # see training_step
         self.step_graph: cuda_graph.StepGraph | None = None  # see training_step
+        # Last, so that a layer name is checked against every attribute the module has.
+        for layer_name, layer in zip(self.layer_names, rest, strict=True):
+            self._register_layer(layer_name, layer)
+
+    def _register_layer(self, layer_name: str, layer) -> None:
+        """``layer`` as the submodule ``layer_name``: its weights are ``layer_name.kernel``, ...,
+        as Keras' variable paths have them (``sequential/dense_1/kernel``)."""
+        if layer_name in self._modules:
+            raise validation.DualBackendError(
+                "All layers added to a Sequential model should have unique names. Name "
+                f"{layer_name!r} is already the name of a layer in this model. Update the `name` argument "
+                "to pass a unique name.")
+        # torch's add_module refuses any name the module has as an attribute.  A method's name (a layer
+        # named 'hidden' or 'logits') does no harm: attribute lookup finds the method first and nothing
+        # assigns to it, so such a layer goes into _modules directly.  A value the module or Lightning
+        # assigns ('training', 'trainer') would then be refused by nn.Module.__setattr__.
+        absent = object()
+        own = inspect.getattr_static(self, layer_name, absent)
+        if not layer_name or "." in layer_name or not (own is absent or inspect.isfunction(own)):
+            why = ("torch joins a layer's name and its weights' names with '.'" if "." in layer_name else
+                   "an empty name cannot prefix its weights' names" if not layer_name else
+                   f"the LightningModule keeps a value of its own under {layer_name!r}")
+            raise validation.DualBackendError(
+                f"Layer name {layer_name!r} cannot name a layer on the torch backend: {why}. "
+                "Give the layer another name (name=...).")
+        self._modules[layer_name] = layer
 
     # Keras' compile, deliberately shadowing nn.Module.compile (torch.compile(model) still works).
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, from_logits: bool = False):
@@ -158,8 +200,7 @@ class Sequential(L.LightningModule):
 
     def hidden(self, x):
         """Every layer but the last (a convolution's ReLU after its pooling: ``torch_impl.fast.pool_first``)."""
-        layers = list(self.body)[:-1]  # (slicing a ModuleList builds a new one)
-        return pool_first.hidden_layers(layers, self.in_memory_format(x))
+        return pool_first.hidden_layers(self.body[:-1], self.in_memory_format(x))
 
     def on_train_start(self):
         self.step_graph = None  # a graph per fit: its buffers are this fit's optimizer state
@@ -177,6 +218,22 @@ class Sequential(L.LightningModule):
         # Logged for Lightning's loggers (TensorBoard).
         if self.trainer.training or self.trainer.state.fn == "fit":
             self.log_dict(self.val_means.compute("val_"))
+
+    def on_load_checkpoint(self, checkpoint):
+        # A Lightning checkpoint (a backup, a ModelCheckpoint file) may hold format 1's keys.
+        checkpoint["state_dict"] = self.keras_named(checkpoint["state_dict"])
+
+    def keras_named(self, state_dict: dict) -> dict:
+        """``state_dict`` with format 1's keys (``body.1.linear.weight``) under this model's Keras
+        names (``dense.kernel``), in the same order; keys already so named stay as they are."""
+        renamed = {}
+        for key, tensor in state_dict.items():
+            found = FORMAT_1_KEY.fullmatch(key)
+            if found and int(found[1]) < len(self.layer_names):
+                weight = found[2]
+                key = f"{self.layer_names[int(found[1])]}.{FORMAT_1_WEIGHTS.get(weight, weight)}"
+            renamed[key] = tensor
+        return renamed
 
     # Keras' surface beyond Lightning's hooks.
 

@@ -85,6 +85,15 @@ def test_a_layer_cannot_belong_to_two_models(backend):
         keras.Sequential([keras.Input((4,)), dense])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_layers_of_one_name_are_refused_in_keras_words(backend):
+    dual_backend.set_backend(backend)
+    with pytest.raises(DualBackendError, match=r"All layers added to a Sequential model should have unique names\. "
+                                               r"Name 'hidden' is already the name of a layer in this model"):
+        keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="hidden"),
+                          keras.layers.Dense(2, name="hidden")])
+
+
 def test_the_same_activation_functions_compute_with_numpy():
     x = np.array([[-1.0, 0.0, 2.0]])
     np.testing.assert_allclose(keras.activations.relu(x), [[0.0, 0.0, 2.0]])
