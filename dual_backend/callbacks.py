@@ -211,12 +211,10 @@ class ModelCheckpoint(FrameworkCallback):
     at the first epoch's end.  The best value is kept across ``fit`` calls
     with the same callback.
 
-    What is written: on keras, Keras' own files (``model.save``'s ``.keras``,
-    or ``save_weights``' ``.weights.h5``); on torch, the torch backend's: the
-    model file ``Model.save`` writes (``.pt``, read by ``dual_backend.load_model``)
-    in place of ``.keras`` / ``.h5``, and with ``save_weights_only`` a
-    ``.weights.pt`` in place of ``.weights.h5``: the module's ``state_dict``
-    (tensors only, for ``torch.load(weights_only=True)`` and ``load_state_dict``).
+    What is written: Keras' own files on both backends, the file ``filepath``
+    names: ``model.save``'s ``.keras`` archive (or legacy ``.h5``), or with
+    ``save_weights_only`` ``save_weights``' ``.weights.h5``; on torch written by
+    ``dual_backend.keras_file``, so either backend (and tf.keras) reads them.
 
     Keras' ValueErrors, on both backends as the callback is made: a
     ``filepath`` not ending in ``.keras`` (or ``.h5``), one not ending in

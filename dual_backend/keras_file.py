@@ -167,25 +167,43 @@ def _read_archive(path: Path) -> SavedModel:
         raise KerasFileError(f"{path} is not a readable .keras archive ({error}): it is truncated or corrupted. "
                              "Save the model again.") from None
     definition, compiled = _definition(config, path)
+    arrays, optimizer_variables = _read_weights_h5(io.BytesIO(weights_file), definition, path, WEIGHTS)
+    return _checked(SavedModel(str(path), definition, arrays, **compiled, optimizer_variables=optimizer_variables,
+                               dual_backend=extra, keras_version=str(metadata.get("keras_version", ""))))
+
+
+def _read_weights_h5(source, definition: dict, path, member: str) -> tuple[list, list]:
+    """Each layer's arrays (one list per layer) and the optimizer's variables from Keras 3's weights HDF5:
+    a ``.keras`` archive's ``model.weights.h5``, or a ``.weights.h5`` file of ``save_weights``."""
     h5py = _h5py()
     try:
-        with h5py.File(io.BytesIO(weights_file), "r") as weights:
+        with h5py.File(source, "r") as weights:
             layer_groups = weights.get("layers")
             arrays = []
             for (kind, _, name), stored_as in zip(definition["layers"], archive_names(definition)):
                 group = layer_groups.get(stored_as) if layer_groups is not None else None
                 if group is None:
-                    raise KerasFileError(f"{path}: layer {name!r} ({kind}) has no weights in {WEIGHTS}: the archive "
-                                         "does not match its config. Save the model again.")
+                    raise KerasFileError(f"{path}: layer {name!r} ({kind}) has no weights in {member}: it does not "
+                                         "match the model. Save it again.")
                 arrays.append(_numbered(group.get("vars"), path, name, kind))
             optimizer = weights.get("optimizer")
             optimizer_variables = _numbered(optimizer.get("vars"), path, "optimizer", "optimizer") \
                 if optimizer is not None else []
     except OSError as error:
-        raise KerasFileError(f"{path}: its {WEIGHTS} is not a readable HDF5 file ({error}). Save the model again.") \
-            from None
-    return _checked(SavedModel(str(path), definition, arrays, **compiled, optimizer_variables=optimizer_variables,
-                               dual_backend=extra, keras_version=str(metadata.get("keras_version", ""))))
+        raise KerasFileError(f"{path}: its {member} is not a readable HDF5 file ({error}): it is truncated or "
+                             "corrupted. Save it again.") from None
+    return arrays, optimizer_variables
+
+
+def read_weights(path, definition: dict) -> tuple[list, list]:
+    """A ``.weights.h5`` file (Keras 3's ``model.save_weights``) for the model ``definition`` describes:
+    the weights in Keras' layout and order, and the optimizer's variables ([] when it holds none).
+    Raises :class:`KerasFileError` naming the file and the layer when it does not fit the model."""
+    path = Path(path)
+    if not path.is_file():
+        raise KerasFileError(f"{path} does not exist (or is not a file).")
+    arrays, optimizer_variables = _read_weights_h5(path, definition, path, "the file")
+    return _checked(SavedModel(str(path), definition, arrays)).weights, optimizer_variables
 
 
 def _read_legacy_h5(path: Path) -> SavedModel:
@@ -529,9 +547,24 @@ def write(path, definition: dict, weights: list, loss: str | None = None, from_l
     if path.suffix != ".keras":
         raise DualBackendError(f"Keras model files are written as .keras archives, got {path}.")
     config = model_config(definition, loss, from_logits, metrics or [])
-    h5py = _h5py()
     buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as stored:
+    _write_weights_h5(buffer, definition, weights, optimizer_variables)
+
+    def write_archive(temporary):
+        with zipfile.ZipFile(temporary, "w") as archive:
+            archive.writestr(METADATA, json.dumps({"keras_version": KERAS_VERSION, "date_saved": "dual-backend"}))
+            archive.writestr(CONFIG, json.dumps(config))
+            archive.writestr(WEIGHTS, buffer.getvalue())
+            if dual_backend:
+                archive.writestr(DUAL_BACKEND, json.dumps(dual_backend))
+
+    atomic_write(path, write_archive)
+
+
+def _write_weights_h5(target, definition: dict, weights: list, optimizer_variables: list | None) -> None:
+    """Keras 3's weights HDF5 (``model.weights.h5`` in the archive, or ``save_weights``' file): each layer's
+    variables at ``layers/<class, numbered>/vars/<i>``, the optimizer's at ``optimizer/vars/<i>``."""
+    with _h5py().File(target, "w") as stored:
         layers = stored.create_group("layers")
         arrays = iter(weights)
         for (kind, _, name), stored_as in zip(definition["layers"], archive_names(definition)):
@@ -546,15 +579,49 @@ def write(path, definition: dict, weights: list, loss: str | None = None, from_l
                 variables.create_dataset(str(index), data=np.asarray(array))
         stored.create_group("vars").attrs["name"] = definition["name"]
 
-    def write_archive(temporary):
-        with zipfile.ZipFile(temporary, "w") as archive:
-            archive.writestr(METADATA, json.dumps({"keras_version": KERAS_VERSION, "date_saved": "dual-backend"}))
-            archive.writestr(CONFIG, json.dumps(config))
-            archive.writestr(WEIGHTS, buffer.getvalue())
-            if dual_backend:
-                archive.writestr(DUAL_BACKEND, json.dumps(dual_backend))
 
-    atomic_write(path, write_archive)
+def write_weights(path, definition: dict, weights: list, optimizer_variables: list | None = None) -> None:
+    """A ``.weights.h5`` file as Keras 3's ``model.save_weights`` writes it, whole or not at all."""
+    path = Path(path)
+    if not path.name.endswith(".weights.h5"):
+        raise DualBackendError(f"The filename must end in `.weights.h5`. Received: filepath={path}")
+    atomic_write(path, lambda temporary: _write_weights_h5(temporary, definition, weights, optimizer_variables))
+
+
+def write_legacy_h5(path, definition: dict, weights: list, loss=None, from_logits=False, metrics=None) -> None:
+    """A legacy ``.h5`` model file as Keras 3 writes one for ``model.save('x.h5')`` (the model's config in
+    ``model_config``, its compile settings in ``training_config``, each layer's weights under
+    ``model_weights/<layer>/<model>/<layer>/<variable>``), whole or not at all."""
+    config = model_config(definition, loss, from_logits, metrics or [])
+    compiled = config.pop("compile_config", None)
+    model = definition["name"]
+
+    def write(temporary):
+        with _h5py().File(temporary, "w") as stored:
+            stored.attrs["backend"], stored.attrs["keras_version"] = "tensorflow", KERAS_VERSION
+            stored.attrs["model_config"] = json.dumps(config)
+            if compiled:
+                stored.attrs["training_config"] = json.dumps(
+                    {"loss": compiled["loss"], "metrics": compiled["metrics"], "weighted_metrics": None,
+                     "loss_weights": None, "optimizer_config": compiled["optimizer"]})
+            group = stored.create_group("model_weights")
+            group.attrs["backend"], group.attrs["keras_version"] = "tensorflow", KERAS_VERSION
+            group.attrs["layer_names"] = [name.encode() for _, _, name in definition["layers"]]
+            arrays = iter(weights)
+            for kind, _, name in definition["layers"]:
+                layer = group.create_group(name)
+                names = [f"{model}/{name}/{variable}" for variable in VARIABLE_NAMES.get(kind, ())]
+                layer.attrs["weight_names"] = [n.encode() for n in names]
+                for weight_name in names:
+                    layer.create_dataset(weight_name, data=np.asarray(next(arrays), dtype=np.float32))
+            group.create_group("top_level_model_weights").attrs["weight_names"] = []
+
+    atomic_write(Path(path), write)
+
+
+# Keras' names of each layer's variables, in its order.
+VARIABLE_NAMES = {"Dense": ("kernel", "bias"), "Conv2D": ("kernel", "bias"),
+                  "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance")}
 
 
 def _keras_object(module: str, class_name: str, config: dict) -> dict:

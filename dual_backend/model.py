@@ -374,6 +374,33 @@ class Model(abc.ABC):
     def set_weights(self, weights) -> None:
         self._set_weights(list(weights))
 
+    def save_weights(self, filepath, overwrite: bool = True) -> None:
+        """Keras 3's ``model.save_weights``: a ``.weights.h5`` file in Keras' own layout on both backends
+        (the weights and the optimizer's variables), which ``load_weights`` reads on either.
+        ``DualBackendError`` for another suffix (Keras' words), or for an existing file with
+        ``overwrite=False`` (Keras would ask on the terminal)."""
+        from pathlib import Path
+
+        if not str(filepath).endswith(".weights.h5"):
+            raise DualBackendError(f"The filename must end in `.weights.h5`. Received: filepath={filepath}")
+        if not overwrite and Path(filepath).exists():
+            raise DualBackendError(f"{filepath} exists and overwrite=False: delete it, or save_weights(..., "
+                                   "overwrite=True).")
+        self._save_weights(filepath)
+
+    def load_weights(self, filepath, skip_mismatch: bool = False) -> None:
+        """Keras 3's ``model.load_weights`` of a ``.weights.h5`` file (from either backend, or tf.keras)
+        into this model: each layer by its class and position, as Keras matches them; the
+        optimizer's variables too when the file holds them.  ``DualBackendError`` naming the file and
+        the layer when it does not fit; ``skip_mismatch=True`` is refused."""
+        if skip_mismatch:
+            raise DualBackendError("load_weights(skip_mismatch=True) is not supported by dual-backend on either "
+                                   "backend: leave it out.")
+        if not str(filepath).endswith(".weights.h5"):
+            raise DualBackendError(f"load_weights reads .weights.h5 files (model.save_weights); got {filepath}. "
+                                   "For a whole model file use keras.models.load_model.")
+        self._load_weights(filepath)
+
     def definition(self) -> dict | None:
         """A ``dual_backend.keras`` model's layers as plain values, which a saved file keeps so that the
         model can be built again when it is loaded (``dual_backend.keras.models.from_definition``);
@@ -454,6 +481,14 @@ class Model(abc.ABC):
     @abc.abstractmethod
     def trainable_params(self) -> int:
         """How many of the parameters training changes."""
+
+    @abc.abstractmethod
+    def _save_weights(self, path) -> None:
+        """Write a ``.weights.h5`` file as Keras 3's ``save_weights`` does."""
+
+    @abc.abstractmethod
+    def _load_weights(self, path) -> None:
+        """Read a ``.weights.h5`` file as Keras 3's ``load_weights`` does."""
 
     @abc.abstractmethod
     def save(self, path) -> None:

@@ -349,7 +349,7 @@ def framework_callbacks(recipe: Recipe, folder: Path | None) -> list:
         raise dual_backend.DualBackendError(f"{recipe.lesson.name}/{recipe.variant_name} writes TensorBoard logs "
                                             "and a checkpoint: give it an output folder (--out).")
     return [TensorBoard(folder / "logs"),
-            ModelCheckpoint(folder / "best_model.keras", save_best_only=True),  # best_model.pt on torch
+            ModelCheckpoint(folder / "best_model.keras", save_best_only=True),  # Keras' archive on both backends
             EarlyStopping(patience=5, min_delta=1e-3)]
 
 

@@ -172,6 +172,15 @@ class KerasModel(Model):
     def trainable_params(self) -> int:
         return int(sum(np.prod(w.shape) for w in self.keras_model.trainable_weights))
 
+    def _save_weights(self, path) -> None:
+        atomic_write(Path(path), lambda temporary: self.keras_model.save_weights(temporary))
+
+    def _load_weights(self, path) -> None:
+        try:
+            self.keras_model.load_weights(path)
+        except (OSError, ValueError) as error:
+            raise DualBackendError(f"{path} does not fit this model ({error}).") from None
+
     def save(self, path) -> None:
         """A ``.keras`` file (Keras' own format) with the lesson's name and options inside; a
         ``dual_backend.keras`` model's layers are Keras' own config (``dual_backend.keras_file``)."""

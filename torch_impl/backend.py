@@ -278,9 +278,10 @@ class TorchModel(Model):
 
     def save(self, path) -> None:
         """A ``.pt`` file of tensors and plain values, loadable with ``weights_only=True``; or, named
-        ``.keras``, Keras' own archive (``dual_backend.keras_file.write``), which tf.keras loads."""
+        ``.keras`` (or ``.h5``), Keras' own archive (legacy file), which tf.keras loads
+        (``dual_backend.keras_file``)."""
         path = Path(path)
-        if path.suffix == ".keras":
+        if path.suffix in (".keras", ".h5"):
             self._save_keras(path)
             return
         if path.suffix != ".pt":
@@ -300,9 +301,34 @@ class TorchModel(Model):
 
         definition = definition_of(self)
         lesson = {"lesson": self.lesson, "variant": self.variant, "options": self.options} if self.lesson else None
-        variables = self.optimizer_variables(*definition["optimizer"]) if self.loss is not None else []
+        if path.suffix == ".h5":  # Keras' legacy full-model file: no optimizer variables, as Keras 3 writes it
+            keras_file.write_legacy_h5(path, definition, self.get_weights(), loss=self.loss,
+                                       from_logits=self.from_logits, metrics=self.metrics)
+            return
         keras_file.write(path, definition, self.get_weights(), loss=self.loss, from_logits=self.from_logits,
-                         metrics=self.metrics, optimizer_variables=variables, dual_backend=lesson)
+                         metrics=self.metrics, optimizer_variables=self._keras_optimizer_variables(definition),
+                         dual_backend=lesson)
+
+    def _keras_optimizer_variables(self, definition) -> list:
+        return self.optimizer_variables(*definition["optimizer"]) if self.loss is not None and \
+            definition["optimizer"] else []
+
+    def _save_weights(self, path) -> None:
+        from dual_backend import keras_file
+        from torch_impl.user_model import definition_of
+
+        definition = definition_of(self)
+        keras_file.write_weights(path, definition, self.get_weights(), self._keras_optimizer_variables(definition))
+
+    def _load_weights(self, path) -> None:
+        from dual_backend import keras_file
+        from torch_impl.user_model import definition_of
+
+        definition = definition_of(self)
+        weights, variables = keras_file.read_weights(path, definition)
+        self.set_weights(weights)
+        if variables and definition["optimizer"] and self.loss is not None:
+            self.set_optimizer_variables(*definition["optimizer"], variables)
 
     def optimizer_variables(self, kind: str, settings: dict) -> list:
         """The optimizer's state as Keras' ``optimizer.variables``: the step count, the learning rate, then

@@ -24,7 +24,6 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from dual_backend.callbacks import (BATCH_HOOKS, BackupAndRestore, Callback, CSVLogger, EarlyStopping,
                                     ModelCheckpoint, TensorBoard, TerminateOnNaN)
 from dual_backend.errors import DualBackendError
-from dual_backend.formats import FILE_FORMATS
 from dual_backend.interrupts import atomic_write
 from dual_backend.model import order_logs
 from dual_backend.precision import floatx
@@ -226,17 +225,9 @@ def keras_order(logs: dict) -> list[str]:
     return [*sorted(k for k in logs if not k.startswith("val_")), *sorted(k for k in logs if k.startswith("val_"))]
 
 
-def torch_file(filepath: str) -> str:
-    """Where the torch backend writes a Keras ``ModelCheckpoint`` file: ``.weights.pt`` for
-    ``.weights.h5``, the torch model file (``.pt``) for ``.keras`` or ``.h5``."""
-    if filepath.endswith(".weights.h5"):
-        return filepath.removesuffix(".h5") + FILE_FORMATS["torch"].model
-    return filepath.removesuffix(".keras" if filepath.endswith(".keras") else ".h5") + FILE_FORMATS["torch"].model
-
-
 class KerasModelCheckpoint(KerasMonitor):
     """Keras 3's ``ModelCheckpoint`` at the end of each epoch (see ``dual_backend.callbacks.ModelCheckpoint``),
-    writing the torch backend's files.
+    writing Keras' own files (``dual_backend.keras_file``).
 
     Lightning's ``ModelCheckpoint`` keeps the top k files, deleting the rest,
     counts epochs from 0 in file names and knows no ``initial_value_threshold``;
@@ -254,14 +245,13 @@ class KerasModelCheckpoint(KerasMonitor):
             self._set_monitor_op()
         logs = logs or {}
         try:
-            filepath = torch_file(self.filepath.format(epoch=epoch + 1, **logs))
+            filepath = self.filepath.format(epoch=epoch + 1, **logs)
         except KeyError as e:
             raise KeyError(f'Failed to format this callback filepath: "{self.filepath}". Reason: {e}') from None
         if not self._should_save_model(epoch, logs, filepath):
             return
         if self.save_weights_only:
-            state = {key: value.cpu() for key, value in self.model.module.state_dict().items()}
-            atomic_write(filepath, lambda temporary: torch.save(state, temporary))
+            self.model.save_weights(filepath)
         else:
             self.model.save(filepath)
         if self.verbose > 0:

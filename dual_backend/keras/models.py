@@ -248,6 +248,14 @@ class Sequential(FrontEndModel):
         self._require_built()
         super().save(path)
 
+    def _save_weights(self, path) -> None:
+        self._require_built()
+        super()._save_weights(path)
+
+    def _load_weights(self, path) -> None:
+        self._require_built()
+        super()._load_weights(path)
+
     @property
     def input(self) -> "SymbolicTensor":
         """Keras' ``model.input``: what ``keras.Model(inputs=model.input, outputs=...)`` starts from."""

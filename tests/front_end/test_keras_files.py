@@ -379,3 +379,46 @@ def test_convert_check_fails_when_the_models_differ(tmp_path, capsys):
     checked = convert.check(tmp_path / "mlp.keras", tmp_path / "mlp.pt", 16)
     assert not checked.passed and "DIFFERENT" in checked.line()
     assert checked.tolerance == parity.forward_tolerance(convert.check_inputs(model, 16)[0])
+
+
+# ---------------------------------------------------------------------- save_weights / load_weights, legacy .h5
+
+
+def test_weights_files_cross_between_the_backends_and_tf_keras(tmp_path):
+    make_layers, x = FORWARD_CASES["BatchNormalization of convolution maps"]
+    source = defined_on("keras", make_layers)
+    source.set_weights(randomised(source))
+    source.save_weights(tmp_path / "keras.weights.h5")
+    target = defined_on("torch", make_layers)
+    target.build()
+    target.load_weights(tmp_path / "keras.weights.h5")
+    assert max_difference(source.get_weights(), target.get_weights()) == 0
+    target.set_weights(randomised(target))
+    target.save_weights(tmp_path / "torch.weights.h5")
+    source.keras_model.load_weights(tmp_path / "torch.weights.h5")  # tf.keras' own reader
+    assert max_difference(source.get_weights(), target.get_weights()) == 0
+    with pytest.raises(DualBackendError, match="must end in `.weights.h5`"):
+        target.save_weights(tmp_path / "torch.h5")
+
+
+def test_a_weights_file_of_another_model_is_refused_naming_the_layer(tmp_path):
+    small = defined_on("keras", lambda: [keras.Input((6,)), keras.layers.Dense(3, name="narrow")])
+    small.save_weights(tmp_path / "small.weights.h5")
+    wide = defined_on("torch", lambda: [keras.Input((6,)), keras.layers.Dense(5, name="wide")])
+    wide.build()
+    before = wide.get_weights()
+    with pytest.raises(DualBackendError, match="layer 'wide' \\(Dense\\) holds weights of shapes"):
+        wide.load_weights(tmp_path / "small.weights.h5")
+    assert max_difference(before, wide.get_weights()) == 0  # nothing half-loaded
+
+
+def test_a_torch_model_saves_a_legacy_h5_file_tf_keras_loads(tmp_path):
+    make_layers, x = FORWARD_CASES["Flatten of convolution maps into Dense, Dropout between"]
+    model = defined_on("torch", make_layers)
+    model.set_weights(randomised(model))
+    model.compile(optimizer="adam", loss="mean_squared_error")
+    model.save(tmp_path / "model.h5")
+    on_keras = tf.keras.models.load_model(tmp_path / "model.h5", safe_mode=True)
+    assert max_difference([model.predict(x)], [on_keras.predict(x, verbose=0)]) <= 1e-5
+    again = dual_backend.load_model(tmp_path / "model.h5", backend="torch")
+    assert max_difference(model.get_weights(), again.get_weights()) == 0 and again.loss == "mean_squared_error"
