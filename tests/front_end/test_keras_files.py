@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import dual_backend
-from dual_backend import convert, keras, keras_file, lessons, parity
+from dual_backend import convert, keras, lessons, parity
 from dual_backend.cli import main
 from dual_backend.errors import DualBackendError
 from tests.front_end.keras_namespace.support import defined_on, max_difference
