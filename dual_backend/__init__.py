@@ -105,10 +105,14 @@ def load_model(path, device: str = "auto", backend: str | None = None) -> Model:
     ``dual_backend.keras_file`` reads it and the torch port is built from its layers.
     Raises ``DualBackendError`` naming the file (and the layer) when it cannot be read as it is.
     """
+    from pathlib import Path
+
     from dual_backend import keras_file
 
     if backend is None:
         backend = "keras" if keras_file.is_keras_file(path) else backend_of_model_file(path)
+    if not Path(path).is_file():
+        raise DualBackendError(f"No model at {path}.")
     return backend_package(backend).load(path, device)
 
 

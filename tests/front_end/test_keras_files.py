@@ -123,6 +123,9 @@ def test_training_goes_on_across_the_file_with_the_optimizers_state(optimizer, t
     epoch: the same weights.  Then back: torch saves, tf.keras opens it, and both train one more."""
     rng = np.random.default_rng(0)
     x, y = rng.random((32, 8, 8, 1)).astype("float32"), rng.integers(0, 3, 32)
+    # Seeded: from some starting weights Adam's m/sqrt(v) on near-zero gradients magnifies float32 rounding
+    # past the tolerance on either side of the file alike, which is not what this test is about.
+    dual_backend.backend_package("keras").seed(0)
 
     def layers():
         return [keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, padding="same", activation="relu"),

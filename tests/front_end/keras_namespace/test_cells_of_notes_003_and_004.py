@@ -156,11 +156,11 @@ model.add(keras.layers.Dense(10,activation='softmax'))
 
 # (training images, epochs, test accuracy range, outputs' bound after the transfer), measured on both backends.
 # The relu net is the note's example of a deep net that barely trains (vanishing gradients): over 3 epochs of
-# 10,000 images its loss stays at ln(10) and it answers one class, 0.0985 of the test images, on both backends;
-# held to that, not to a range above chance.  BatchNormalization needs 3 epochs of 10,000 to leave chance:
+# 10,000 images its loss stays within 0.03 of ln(10) and its accuracy at 0.0985-0.18 (seeds 0-2, both backends);
+# held to that (loss within 0.05 of ln(10)), not to a range above chance, which an untrained model also meets.  BatchNormalization needs 3 epochs of 10,000 to leave chance:
 # 0.33-0.36.  selu: one epoch of 5,000, 0.39-0.52; with AlphaDropout 0.28-0.37.
 DEEP_TRAINING = {
-    "relu": (10_000, 3, (0.09, 0.11), 1e-5),
+    "relu": (10_000, 3, (0.05, 0.25), 1e-5),
     "relu and BatchNormalization": (10_000, 3, (0.22, 0.50), 1e-4),
     "selu": (5_000, 1, (0.25, 0.70), 1e-5),
     "selu and AlphaDropout": (5_000, 1, (0.18, 0.55), 1e-5),
@@ -182,7 +182,7 @@ def test_the_notes_20_layer_cells_train_on_both_backends_and_agree_after_a_weigh
         assert low <= scope["result"][1] <= high, (backend, scope["result"])
     if cell == "relu":
         for scope in scopes:
-            assert scope["history"].history["loss"][-1] == pytest.approx(np.log(10), abs=0.01)
+            assert scope["history"].history["loss"][-1] == pytest.approx(np.log(10), abs=0.05)
     keras_model, torch_model = (scope["model"] for scope in scopes)
     parity.copy_weights(keras_model, torch_model)
     x_test = scopes[0]["x_test_scaler"]
