@@ -445,8 +445,7 @@ def _layer_arguments(kind: str, arguments: dict, input_shape: tuple, path, name)
         if isinstance(value, dict) and "class_name" in value:  # an initializer, regularizer or constraint
             _no_code(value, path, f"the {key} of layer {name!r}")
             if key.endswith("_initializer") and key in taken:
-                # The weights come from the file, so how they were first drawn changes nothing here.
-                arguments[key] = taken[key].default
+                arguments[key] = _initializer(value, taken[key])
         elif isinstance(value, list) and key not in ("batch_input_shape",):
             arguments[key] = tuple(value)
     if kind == "BatchNormalization":
@@ -454,6 +453,20 @@ def _layer_arguments(kind: str, arguments: dict, input_shape: tuple, path, name)
     if kind == "Dropout" or kind == "AlphaDropout":
         arguments.pop("seed", None)  # each framework draws its own masks (dual_backend.keras.layers.Dropout)
     return arguments
+
+
+def _initializer(config: dict, option) -> str:
+    """A built-in initialiser the layer takes, by its name in the description (HeNormal → 'he_normal'); for
+    any other, Keras' default: the weights come from the file, so how they were first drawn changes nothing."""
+    from dual_backend.keras import initializers
+
+    kind = initializers.CLASSES.get(config["class_name"])
+    if kind is not None:
+        try:
+            return option.value(kind.name)
+        except ValueError:  # BatchNormalization's gamma_initializer takes 'ones' only
+            pass
+    return option.default
 
 
 def _batch_normalization_axis(axis, input_shape, path, name):
@@ -629,15 +642,16 @@ def _keras_object(module: str, class_name: str, config: dict) -> dict:
 
 
 FLOAT32 = _keras_object("keras", "DTypePolicy", {"name": "float32"})
-INITIALIZERS = {"glorot_uniform": "GlorotUniform", "zeros": "Zeros", "ones": "Ones"}
 
 
 def layer_config(kind: str, arguments: dict, name: str) -> dict:
     """One layer's entry in Keras 3's Sequential config."""
+    from dual_backend.keras import initializers
+
     config = {"name": name, "trainable": True, "dtype": FLOAT32}
     for key, value in arguments.items():
         if key.endswith("_initializer") and isinstance(value, str):
-            value = _keras_object("keras.initializers", INITIALIZERS.get(value, value), {})
+            value = _keras_object("keras.initializers", initializers.SPELLINGS[value].__name__, {})
         elif isinstance(value, tuple):
             value = list(value)
         config[key] = value

@@ -22,6 +22,7 @@ Where each piece lives:
 
 - ``layers.py`` — the layers, framework-free descriptions checked as they are
   defined; ``activations.py`` — activations by name or as functions;
+  ``initializers.py`` — kernel and bias initialisers by name or as classes;
 - ``optimizers.py`` — SGD, Adam, RMSprop with Keras' update rules;
   ``losses.py`` — the four losses as classes (``from_logits``) or functions;
 - ``models.py`` — ``Sequential``: building once the input shape is known;
@@ -35,10 +36,10 @@ the argument and what is supported, in the same words on both backends.
 """
 
 from dual_backend import callbacks
-from dual_backend.keras import (activations, config, datasets, layers, losses, models, optimizers, preprocessing,
-                                utils)
+from dual_backend.keras import (activations, config, datasets, initializers, layers, losses, models, optimizers,
+                                preprocessing, utils)
 from dual_backend.keras.layers import Input
 from dual_backend.keras.models import Model, Sequential
 
-__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "config", "datasets", "layers", "losses",
-           "models", "optimizers", "preprocessing", "utils"]
+__all__ = ["Input", "Model", "Sequential", "activations", "callbacks", "config", "datasets", "initializers", "layers",
+           "losses", "models", "optimizers", "preprocessing", "utils"]

@@ -21,7 +21,7 @@ from collections import defaultdict
 import numpy as np
 
 from dual_backend.errors import DualBackendError
-from dual_backend.keras import activations
+from dual_backend.keras import activations, initializers
 
 _name_counts: dict[str, int] = defaultdict(int)  # Keras' automatic names: dense, dense_1, ... per session
 
@@ -100,8 +100,10 @@ def activation(value):
 
 
 ACTIVATION = Option(None, convert=activation, shown=f"{', '.join(activations.BY_NAME)}, None")
-# Keras' initialiser names that the torch layers draw the same way (torch_impl/keras/layers.py).
-GLOROT_UNIFORM = only("glorot_uniform", "GlorotUniform")
+# Kernel and bias initialisers by Keras' names, drawn alike on both backends (keras/initializers.py).
+INITIALIZERS = ", ".join(initializers.BY_NAME)
+KERNEL_INITIALIZER = Option("glorot_uniform", convert=initializers.get, shown=INITIALIZERS)
+BIAS_INITIALIZER = Option("zeros", convert=initializers.get, shown=INITIALIZERS)
 ZEROS = only("zeros", "Zeros")
 # Keras' paddings; 'same' pads as TensorFlow does (the extra row or column of an odd total after).
 PADDING = Option("valid", convert=lambda v: only("valid", "same").value(v.lower() if isinstance(v, str) else v),
@@ -253,12 +255,13 @@ class Flatten(Layer):
 
 
 class Dense(Layer):
-    """``keras.layers.Dense``: glorot-uniform kernel, zero bias, applied to the last axis."""
+    """``keras.layers.Dense``: applied to the last axis; a glorot-uniform kernel and a zero bias unless
+    other initialisers are given."""
 
     required = ("units",)
     required_options = {"units": Option(None, convert=positive_integer, shown="a positive integer")}
-    options = {"activation": ACTIVATION, "use_bias": only(True), "kernel_initializer": GLOROT_UNIFORM,
-               "bias_initializer": ZEROS, "kernel_regularizer": only(None), "bias_regularizer": only(None),
+    options = {"activation": ACTIVATION, "use_bias": only(True), "kernel_initializer": KERNEL_INITIALIZER,
+               "bias_initializer": BIAS_INITIALIZER, "kernel_regularizer": only(None), "bias_regularizer": only(None),
                "kernel_constraint": only(None), "bias_constraint": only(None), "lora_rank": only(None)}
 
     def compute_output_shape(self, input_shape, channels_first):
@@ -271,15 +274,16 @@ class Dense(Layer):
 
 
 class Conv2D(Layer):
-    """``keras.layers.Conv2D``: glorot-uniform kernel, zero bias, 'valid' or 'same' padding."""
+    """``keras.layers.Conv2D``: 'valid' or 'same' padding; a glorot-uniform kernel and a zero bias unless
+    other initialisers are given."""
 
     required = ("filters", "kernel_size")
     required_options = {"filters": Option(None, convert=positive_integer, shown="a positive integer"),
                         "kernel_size": Option(None, convert=pair, shown="an int or two")}
     options = {"strides": Option((1, 1), convert=pair, shown="an int or two"), "padding": PADDING,
                "data_format": only(None, "channels_last"), "dilation_rate": only(1, (1, 1)), "groups": only(1),
-               "activation": ACTIVATION, "use_bias": only(True), "kernel_initializer": GLOROT_UNIFORM,
-               "bias_initializer": ZEROS, "kernel_regularizer": only(None), "bias_regularizer": only(None),
+               "activation": ACTIVATION, "use_bias": only(True), "kernel_initializer": KERNEL_INITIALIZER,
+               "bias_initializer": BIAS_INITIALIZER, "kernel_regularizer": only(None), "bias_regularizer": only(None),
                "kernel_constraint": only(None), "bias_constraint": only(None)}
 
     def compute_output_shape(self, input_shape, channels_first):

@@ -59,7 +59,8 @@ def test_the_written_config_is_the_one_tf_keras_writes_for_the_same_model(tmp_pa
         return [keras.Input((13, 13, 3)), keras.layers.Rescaling(1 / 255),
                 keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu"),
                 keras.layers.BatchNormalization(momentum=0.9), keras.layers.AveragePooling2D(2, padding="same"),
-                keras.layers.Dropout(0.25), keras.layers.Flatten(), keras.layers.Dense(5, activation="softmax")]
+                keras.layers.Dropout(0.25), keras.layers.Flatten(),
+                keras.layers.Dense(5, activation="softmax", kernel_initializer="he_normal", bias_initializer="ones")]
 
     written = {}
     for backend in ("keras", "torch"):
@@ -71,13 +72,19 @@ def test_the_written_config_is_the_one_tf_keras_writes_for_the_same_model(tmp_pa
             written[backend] = json.loads(archive.read("config.json"))
 
     def essentials(config):
-        """Each layer's class and the arguments that decide what it computes."""
+        """Each layer's class, the arguments that decide what it computes, and its initialisers' classes."""
         kept = ("units", "activation", "filters", "kernel_size", "strides", "padding", "pool_size", "rate",
                 "momentum", "epsilon", "scale", "offset", "batch_shape")
-        return [(layer["class_name"], {k: v for k, v in layer["config"].items() if k in kept})
+        initializers = ("kernel_initializer", "bias_initializer")
+        return [(layer["class_name"], {k: v for k, v in layer["config"].items() if k in kept},
+                 {k: layer["config"][k]["class_name"] for k in initializers if k in layer["config"]})
                 for layer in config["config"]["layers"]]
 
     assert essentials(written["torch"]) == essentials(written["keras"])
+    assert essentials(written["keras"])[-1][2] == {"kernel_initializer": "HeNormal", "bias_initializer": "Ones"}
+    for backend in ("keras", "torch"):
+        head = keras_file.read_definition(tmp_path / f"{backend}.keras")["layers"][-1][1]
+        assert (head["kernel_initializer"], head["bias_initializer"]) == ("he_normal", "ones")
     for key in ("loss", "metrics"):
         assert written["torch"]["compile_config"][key] == written["keras"]["compile_config"][key]
     optimizers = [written[b]["compile_config"]["optimizer"] for b in ("keras", "torch")]

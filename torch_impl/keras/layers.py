@@ -1,6 +1,7 @@
 """Keras' layers in torch: Keras' initialisers, Keras' weight layout, plain ``nn`` ops.
 
-- ``Dense`` and friends initialise kernels with glorot-uniform and biases with zeros;
+- ``Dense`` and ``Conv2D`` initialise kernels and biases as Keras' initialisers of the
+  same names do (``initializers.py``), glorot-uniform kernels and zero biases by default;
 - a layer learns its input shape when ``Sequential`` builds it, as in Keras;
 - images compute in torch's NCHW layout, while shapes (``build``, the summary)
   and weights (``get_weights``/``set_weights``) are Keras' NHWC and HWIO;
@@ -22,6 +23,7 @@ from torch import nn
 
 from dual_backend import validation
 from torch_impl.fast import cpu_kernels
+from torch_impl.keras.initializers import initialize, initializer
 
 ACTIVATIONS = {
     None: lambda x: x,
@@ -110,7 +112,7 @@ def _activation(name):
 
 
 class Dense(Layer):
-    """``keras.layers.Dense``: applied to the last axis, glorot-uniform kernel, zero bias.
+    """``keras.layers.Dense``: applied to the last axis, glorot-uniform kernel and zero bias by default.
 
     ``kernel`` is (units, inputs), torch's layout for ``F.linear`` (Keras' is
     (inputs, units): ``get_weights`` gives that); ``bias`` is (units,).
@@ -118,14 +120,17 @@ class Dense(Layer):
 
     keras_type = "Dense"
 
-    def __init__(self, units: int, activation: str | None = None):
+    def __init__(self, units: int, activation: str | None = None, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros"):
         super().__init__()
         self.units, self.activation = units, _activation(activation)
+        self.kernel_initializer, self.bias_initializer = initializer(kernel_initializer), initializer(bias_initializer)
 
     def build(self, input_shape):
         self.kernel = nn.Parameter(torch.empty(self.units, input_shape[-1]))
-        self.bias = nn.Parameter(torch.zeros(self.units))
-        nn.init.xavier_uniform_(self.kernel)  # Keras' glorot_uniform: same fan-in/fan-out rule
+        self.bias = nn.Parameter(torch.empty(self.units))
+        initialize(self.kernel, self.kernel_initializer, (input_shape[-1], self.units))  # Keras' (inputs, units)
+        initialize(self.bias, self.bias_initializer, (self.units,))
         return (*input_shape[:-1], self.units)
 
     def logits(self, x):
@@ -193,8 +198,8 @@ def windows_out(size: tuple, window: tuple, strides: tuple, padding: str) -> tup
 
 
 class Conv2D(Layer):
-    """``keras.layers.Conv2D``: glorot-uniform kernel, zero bias, NCHW inside; 'valid' padding, or 'same'
-    as TensorFlow pads (``same_padding``).
+    """``keras.layers.Conv2D``: glorot-uniform kernel and zero bias by default, NCHW inside; 'valid'
+    padding, or 'same' as TensorFlow pads (``same_padding``).
 
     Shapes are given and reported as Keras' (height, width, channels).  ``kernel`` is
     (filters, channels, height, width), torch's OIHW for ``F.conv2d`` (Keras' is HWIO:
@@ -204,10 +209,12 @@ class Conv2D(Layer):
     keras_type = "Conv2D"
     pads = None  # F.pad's (left, right, top, bottom) for 'same' padding, set by build
 
-    def __init__(self, filters: int, kernel_size, activation: str | None = None, strides=1, padding="valid"):
+    def __init__(self, filters: int, kernel_size, activation: str | None = None, strides=1, padding="valid",
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros"):
         super().__init__()
         self.filters, self.kernel_size, self.strides = filters, _pair(kernel_size), _pair(strides)
         self.activation, self.padding = _activation(activation), _padding(padding)
+        self.kernel_initializer, self.bias_initializer = initializer(kernel_initializer), initializer(bias_initializer)
 
     def build(self, input_shape):
         if len(input_shape) != 3:
@@ -217,9 +224,9 @@ class Conv2D(Layer):
             )
         height, width, channels = input_shape
         self.kernel = nn.Parameter(torch.empty(self.filters, channels, *self.kernel_size))
-        self.bias = nn.Parameter(torch.zeros(self.filters))
-        # glorot_uniform on OIHW: fans are in/out channels times the window, as Keras counts them on HWIO.
-        nn.init.xavier_uniform_(self.kernel)
+        self.bias = nn.Parameter(torch.empty(self.filters))
+        initialize(self.kernel, self.kernel_initializer, (*self.kernel_size, channels, self.filters))  # Keras' HWIO
+        initialize(self.bias, self.bias_initializer, (self.filters,))
         if self.padding == "same":
             self.pads = same_padding((height, width), self.kernel_size, self.strides)
         return (*windows_out((height, width), self.kernel_size, self.strides, self.padding), self.filters)

@@ -23,8 +23,9 @@ DEFINITION_REFUSALS = {
                                 r"Conv2D\(dilation_rate=2\) is not supported"),
     "Dense(use_bias=False)": (lambda: keras.layers.Dense(3, use_bias=False),
                               r"Dense\(use_bias=False\) is not supported"),
-    "Dense(kernel_initializer='he_normal')": (lambda: keras.layers.Dense(3, kernel_initializer="he_normal"),
-                                              r"kernel_initializer: supported: 'glorot_uniform'/'GlorotUniform'"),
+    "Dense(kernel_initializer='orthogonal')": (lambda: keras.layers.Dense(3, kernel_initializer="orthogonal"),
+                                               r"kernel_initializer: supported: glorot_uniform, glorot_normal, "
+                                               r"he_normal, he_uniform, lecun_normal, lecun_uniform, zeros, ones"),
     "Dense(activation='tanh')": (lambda: keras.layers.Dense(3, activation="tanh"),
                                  r"Dense\(activation='tanh'\) is not supported.*relu, sigmoid, softmax, selu, linear"),
     "Dense(units=0)": (lambda: keras.layers.Dense(0), r"units: a positive integer"),
