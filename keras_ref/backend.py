@@ -75,7 +75,7 @@ def set_floatx(name: str) -> None:
 
 class KerasModel(Model):
     backend = "keras"
-    saved_definition: dict | None = None  # a loaded file's layers as a dual_backend.keras definition
+    saved_definition: dict | None = None  # a loaded lesson file's layers as a dual_backend.keras definition
 
     def definition(self) -> dict | None:
         return self.saved_definition
@@ -267,7 +267,16 @@ def load(path, device) -> KerasModel:
         if "safe_mode" in str(error):  # Keras' safe mode refused to deserialize code (a Lambda's function)
             raise refused_code(path, "a model to load in Keras' safe mode", " (a Lambda layer's function)") from None
         raise DualBackendError(f"{path} is not a readable Keras model file ({error}).") from None
+    definition = keras_file.read_definition(path)
+    if definition is not None and not metadata.get("lesson"):
+        # A Sequential of layers dual_backend.keras builds: its descriptions, standing for Keras' own loaded model.
+        from dual_backend.keras.models import from_definition
+
+        try:
+            return from_definition(definition, "keras", keras_model)[0]
+        except DualBackendError:  # an order of layers a dual_backend.keras Sequential refuses, which tf.keras runs
+            definition = None
     model = KerasModel(keras_model, metadata.get("lesson"), metadata.get("variant"),
                        metadata.get("options", {}), device)
-    model.saved_definition = keras_file.read_definition(path)
+    model.saved_definition = definition
     return model

@@ -145,13 +145,16 @@ class Sequential(FrontEndModel):
             shapes.append(shape)
         return shapes
 
-    def _build(self, input_shape: tuple) -> None:
+    def _build(self, input_shape: tuple, framework_model=None) -> None:
+        """Built on the framework, or standing for ``framework_model``, the framework's model already
+        built from these layers (``from_definition``)."""
         shapes = self.output_shapes(input_shape)
         build = builder(self.backend)
-        framework_model = build.build_model(self.layers, input_shape, self.name)
+        if framework_model is None:
+            framework_model = build.build_model(self.layers, input_shape, self.name)
         # Now the backend's own model: KerasModel.__init__ or TorchModel.__init__ on the built model.
         super(Sequential, self).__init__(framework_model, None, None, {}, "auto")
-        for layer, built_layer, shape in zip(self.layers, build.built_layers(framework_model), shapes):
+        for layer, built_layer, shape in zip(self.layers, build.built_layers(framework_model), shapes, strict=True):
             layer.built_layer, layer.output_shape = built_layer, (None, *shape)
         self.built = True
         if self._compiled_with is not None:
@@ -292,15 +295,23 @@ def load_model(path, device: str = "auto") -> FrontEndModel:
     return dual_backend.load_model(path, device, backend=config.backend() if keras_file.is_keras_file(path) else None)
 
 
-def from_definition(definition: dict, backend: str) -> Sequential:
+def from_definition(definition: dict, backend: str, framework_model=None) -> Sequential:
     """The model a saved ``definition()`` describes, built on ``backend`` with fresh weights, and the
-    optimizer description it was compiled with (or None)."""
+    optimizer description it was compiled with (or None).
+
+    ``framework_model``: the framework's own model of that definition, already built (tf.keras' model
+    loaded from a file), which the layer descriptions then stand for, as ``compile`` would leave them:
+    its weights, optimizer state and compile settings stay its own, nothing is built again.
+    """
     layers = [layer_descriptions.Input(definition["input_shape"])]
     for kind, arguments, name in definition["layers"]:
         layers.append(layer_descriptions.LAYERS[kind](**arguments, name=name))
     model = on_backend(backend)(layers, name=definition["name"])
-    model.build()
-    return model, optimizer_of(definition)
+    model._build(model._input_shape, framework_model)
+    optimizer = optimizer_of(definition)
+    if framework_model is not None:
+        model.optimizer_description = optimizer  # what compile(optimizer=keras.optimizers.X(...)) keeps
+    return model, optimizer
 
 
 def optimizer_of(definition: dict):

@@ -171,9 +171,10 @@ def test_a_saved_model_loads_with_its_weights_and_compile_settings(backend, tmp_
     assert loaded.backend == backend and loaded.layer_names() == model.layer_names()
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
     assert loaded.evaluate(x, y) == pytest.approx(model.evaluate(x, y), rel=1e-6)
-    if backend == "torch":  # built again from the saved layer descriptions, with its optimizer's settings
-        assert isinstance(loaded, keras.Sequential) and loaded.optimizer_description.settings == \
-            {"learning_rate": 0.05, "momentum": 0.5, "nesterov": False}
+    # Its layer descriptions again (on torch built from them, on keras standing for tf.keras' loaded model),
+    # with its optimizer's settings.
+    assert isinstance(loaded, keras.Sequential) and loaded.optimizer_description.settings == \
+        {"learning_rate": 0.05, "momentum": 0.5, "nesterov": False}
 
 
 # ---------------------------------------------------------------------- image folders (course note 003, horse-or-human)
