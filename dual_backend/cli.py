@@ -124,9 +124,12 @@ def parser() -> argparse.ArgumentParser:
         f"OUT/{backend}/model{formats.model}" for backend, formats in FILE_FORMATS.items()))
     predict.add_argument("--device", choices=DEVICES, default="auto")
     convert = commands.add_parser(
-        "convert", help="move a trained model between the frameworks: IN.keras/IN.h5 → OUT.pt, IN.pt → OUT.keras")
-    convert.add_argument("source", metavar="IN", help="a .keras or .h5 file (tf.keras), or a .pt file (torch backend)")
-    convert.add_argument("target", metavar="OUT", help="the file to write: .pt for a Keras file, .keras for a .pt")
+        "convert", help="move a trained model between the frameworks: IN.keras/IN.h5 → OUT.pt or OUT.ckpt, "
+                        "IN.pt/IN.ckpt → OUT.keras")
+    convert.add_argument("source", metavar="IN", help="a .keras or .h5 file (tf.keras), a .pt file (torch backend), "
+                                                      "or a .ckpt file convert wrote")
+    convert.add_argument("target", metavar="OUT", help="the file to write: .pt, or .ckpt (a Lightning checkpoint a "
+                                                       "Trainer resumes from), for a Keras file; .keras for the others")
     convert.add_argument("--check", type=int, default=0, metavar="N",
                          help="run both models, each on its own framework, on N inputs and compare their outputs "
                               "(exit code 1 above the tolerance)")

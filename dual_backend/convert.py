@@ -1,9 +1,10 @@
 """``dual-backend convert``: a trained model moved between the frameworks' files, and checked.
 
-``.keras`` or legacy ``.h5`` (tf.keras' files) → ``.pt`` (the torch backend's), and ``.pt`` →
-``.keras``.  Neither direction needs TensorFlow: ``dual_backend.keras_file`` reads and writes
-Keras' archive itself.  ``check`` then runs both models, each on its own framework (tf.keras
-loading the ``.keras`` file in its safe mode, torch the ``.pt``), and compares their outputs on real
+``.keras`` or legacy ``.h5`` (tf.keras' files) → ``.pt`` (the torch backend's) or ``.ckpt`` (Lightning's
+checkpoint, with the optimizer's state, which a user's own Trainer resumes from), and ``.pt`` or ``.ckpt``
+→ ``.keras``.  No direction needs TensorFlow: ``dual_backend.keras_file`` reads and writes Keras' archive
+itself.  ``check`` then runs both models, each on its own framework (tf.keras loading the ``.keras`` file
+in its safe mode, torch the ``.pt`` or ``.ckpt``), and compares their outputs on real
 test images of the lesson's data set when the input shape is one of the course's, seeded random
 inputs in [0, 1) otherwise, against ``parity.forward_tolerance`` (1e-5 times the inputs' range).
 """
@@ -18,7 +19,8 @@ import numpy as np
 from dual_backend import keras_file
 from dual_backend.errors import DualBackendError
 
-DIRECTIONS = "IN.keras or IN.h5 → OUT.pt, or IN.pt → OUT.keras"
+DIRECTIONS = "IN.keras or IN.h5 → OUT.pt or OUT.ckpt, or IN.pt or IN.ckpt → OUT.keras"
+TORCH_FILES = (".pt", ".ckpt")  # the torch backend's own file, and Lightning's checkpoint
 
 
 @dataclass
@@ -42,9 +44,9 @@ class Checked:
 
 def backends_of(source, target) -> tuple[str, str]:
     """The backend each file belongs to; ``DualBackendError`` for any other pair of names."""
-    if keras_file.is_keras_file(source) and Path(target).suffix == ".pt":
+    if keras_file.is_keras_file(source) and Path(target).suffix in TORCH_FILES:
         return "keras", "torch"
-    if Path(source).suffix == ".pt" and Path(target).suffix == ".keras":
+    if Path(source).suffix in TORCH_FILES and Path(target).suffix == ".keras":
         return "torch", "keras"
     raise DualBackendError(f"Cannot convert {source} to {target}: dual-backend converts {DIRECTIONS}.")
 

@@ -34,6 +34,19 @@ from torch_impl.keras.optimizers import KerasOptimizer
 # The .pt files ``TorchModel.save`` writes: format 2 keys the weights by Keras' names (``dense_1.kernel``,
 # ``Sequential.keras_named``); format 1 files, keyed ``body.1.linear.weight``, still load.
 FORMAT, FORMAT_1 = "dual-backend/torch/2", "dual-backend/torch/1"
+# The entry of a Lightning checkpoint (``.ckpt``) that ``TorchModel.save`` wrote holding what its ``.pt`` files
+# keep beside the weights: Lightning's own entries say nothing of which module they belong to.
+MODEL_ENTRY = "dual_backend_model"
+
+
+class SavedModelEntry(L.Callback):
+    """Adds :data:`MODEL_ENTRY` to the checkpoint the Trainer writes."""
+
+    def __init__(self, saved_model: dict):
+        self.saved_model = saved_model
+
+    def on_save_checkpoint(self, trainer, module, checkpoint):
+        checkpoint[MODEL_ENTRY] = self.saved_model
 
 
 def select_device(device: str) -> str:
@@ -279,21 +292,48 @@ class TorchModel(Model):
     def save(self, path) -> None:
         """A ``.pt`` file of tensors and plain values, loadable with ``weights_only=True``; or, named
         ``.keras`` (or ``.h5``), Keras' own archive (legacy file), which tf.keras loads
-        (``dual_backend.keras_file``)."""
+        (``dual_backend.keras_file``); or, named ``.ckpt``, Lightning's checkpoint, which a Trainer
+        resumes from (:meth:`_save_lightning`)."""
         path = Path(path)
         if path.suffix in (".keras", ".h5"):
             self._save_keras(path)
             return
+        if path.suffix == ".ckpt":
+            self._save_lightning(path)
+            return
         if path.suffix != ".pt":
-            raise DualBackendError(f"torch models are saved as .pt files (or as .keras files for tf.keras), got {path}.")
-        checkpoint = {
+            raise DualBackendError(f"torch models are saved as .pt files (or as .keras files for tf.keras, .ckpt "
+                                   f"for Lightning's Trainer), got {path}.")
+        checkpoint = {**self._saved_model(), "state_dict": {k: v.cpu() for k, v in self.module.state_dict().items()}}
+        atomic_write(path, lambda temporary: torch.save(checkpoint, temporary))
+
+    def _saved_model(self) -> dict:
+        """What a saved file keeps beside the weights to build the model again: the lesson, variant and
+        options, or the ``dual_backend.keras`` definition, and the compile settings."""
+        return {
             "format": FORMAT, "lesson": self.lesson, "variant": self.variant,
             "options": self.options, "optimizer": self.optimizer if isinstance(self.optimizer, str) else None,
             "loss": self.loss, "from_logits": self.from_logits, "metrics": self.metrics,
             "definition": self.definition(),
-            "state_dict": {k: v.cpu() for k, v in self.module.state_dict().items()},
         }
-        atomic_write(path, lambda temporary: torch.save(checkpoint, temporary))
+
+    def _save_lightning(self, path) -> None:
+        """Lightning's checkpoint, written by ``Trainer.save_checkpoint``: the weights under their Keras names,
+        the optimizer's state, Keras' step count as ``global_step``, and the model's definition
+        (:data:`MODEL_ENTRY`).  ``Trainer.fit(model.to_lightning(), ..., ckpt_path=path)`` trains on from it.
+        Its epoch is 0, as a Keras file does not record how many epochs it trained: ``Trainer(max_epochs=N)``
+        trains N more."""
+        with process.lightning_quiet():
+            trainer = self._trainer(callbacks=[SavedModelEntry(self._saved_model())])
+        # A Trainer saves the module it is connected to: here one it has not fit, with the optimizer fit would make.
+        trainer.strategy.connect(self.module)
+        if self.loss is not None:
+            optimizer = self.module.configure_optimizers()
+            trainer.strategy.optimizers = [optimizer]
+            # Lightning's global_step for a module that steps its optimizer itself (automatic_optimization off).
+            steps = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.total
+            steps.ready = steps.completed = int(optimizer.param_groups[0].get("iterations", 0))
+        trainer.save_checkpoint(path, weights_only=False)  # whole or not at all: AtomicCheckpointIO
 
     def _save_keras(self, path) -> None:
         from dual_backend import keras_file
@@ -401,33 +441,63 @@ def build(program, recipe, options, device, devices=1, speedups=None) -> TorchMo
 
 
 def load(path, device) -> TorchModel:
-    """A ``.pt`` file that ``TorchModel.save`` wrote, or a Keras ``.keras`` / ``.h5`` model file
-    (``dual_backend.keras_file``: read without TensorFlow, Keras' layout mapped to torch's)."""
-    import dual_backend
+    """A ``.pt`` file that ``TorchModel.save`` wrote, a Lightning ``.ckpt`` it wrote (with the optimizer's
+    state), or a Keras ``.keras`` / ``.h5`` model file (``dual_backend.keras_file``: read without
+    TensorFlow, Keras' layout mapped to torch's)."""
     from dual_backend import keras_file
 
     if keras_file.is_keras_file(path):
         from dual_backend.keras.models import from_saved
 
         return from_saved(keras_file.read(path), "torch", device)
+    if Path(path).suffix == ".ckpt":
+        return _load_lightning(path, device)
     checkpoint = load_tensors(path, "a readable dual-backend torch checkpoint")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") not in (FORMAT, FORMAT_1):
         raise DualBackendError(f"{path} is not a dual-backend torch checkpoint (no 'format' entry).")
-    optimizer = checkpoint["optimizer"] or "rmsprop"
-    if checkpoint.get("definition"):  # a dual_backend.keras model: built again from its layers
+    return _built(checkpoint, checkpoint["state_dict"], device)
+
+
+def _load_lightning(path, device) -> TorchModel:
+    """A Lightning checkpoint that ``TorchModel.save`` wrote: its model, weights and optimizer's state."""
+    checkpoint = load_tensors(path, "a readable Lightning checkpoint")
+    saved = checkpoint.get(MODEL_ENTRY) if isinstance(checkpoint, dict) else None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT or "state_dict" not in checkpoint:
+        raise DualBackendError(
+            f"{path} is a Lightning checkpoint that dual-backend did not write: it has no {MODEL_ENTRY!r} entry "
+            "saying which model it holds. Resume it with the LightningModule that wrote it "
+            "(Trainer.fit(module, ckpt_path=...)), or convert that model's .keras file: "
+            "dual-backend convert IN.keras OUT.ckpt.")
+    model = _built(saved, checkpoint["state_dict"], device)
+    optimizer_states = checkpoint.get("optimizer_states") or []
+    if optimizer_states and model.loss is not None:
+        try:
+            model.module.configure_optimizers().load_state_dict(optimizer_states[0])
+        except (ValueError, KeyError) as error:
+            raise DualBackendError(f"{path}: its optimizer state does not fit the model it describes "
+                                   f"({error}).") from None
+    return model
+
+
+def _built(saved: dict, state_dict: dict, device) -> TorchModel:
+    """The model ``saved`` (:meth:`TorchModel._saved_model`) describes, with ``state_dict``, compiled as saved."""
+    import dual_backend
+
+    optimizer = saved["optimizer"] or "rmsprop"
+    if saved.get("definition"):  # a dual_backend.keras model: built again from its layers
         from dual_backend.keras.models import from_definition
 
-        model, description = from_definition(checkpoint["definition"], "torch")
+        model, description = from_definition(saved["definition"], "torch")
         optimizer = description or optimizer
     else:
-        model = dual_backend.build(checkpoint["lesson"], backend="torch", variant=checkpoint["variant"],
-                                   device=device, **checkpoint["options"])
-    model.module.load_state_dict(model.module.keras_named(checkpoint["state_dict"]))
-    if checkpoint["loss"] is not None:
+        model = dual_backend.build(saved["lesson"], backend="torch", variant=saved["variant"],
+                                   device=device, **saved["options"])
+    model.module.load_state_dict(model.module.keras_named(state_dict))
+    if saved["loss"] is not None:
         from dual_backend.keras.losses import Loss
 
-        loss = checkpoint["loss"]
-        if checkpoint.get("from_logits"):
+        loss = saved["loss"]
+        if saved.get("from_logits"):
             loss = next(kind for kind in Loss.__subclasses__() if kind.name == loss)(from_logits=True)
-        model.compile(optimizer=optimizer, loss=loss, metrics=checkpoint["metrics"])
+        model.compile(optimizer=optimizer, loss=loss, metrics=saved["metrics"])
     return model

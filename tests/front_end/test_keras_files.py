@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import dual_backend
-from dual_backend import convert, keras, lessons, parity
+from dual_backend import convert, keras, keras_file, lessons, parity
 from dual_backend.cli import main
 from dual_backend.errors import DualBackendError
 from tests.front_end.keras_namespace.support import defined_on, max_difference
@@ -377,7 +377,8 @@ def test_convert_writes_the_other_frameworks_file_and_checks_it(tmp_path, capsys
     assert "(keras) → " in out and "the fashion_cnn lesson's model" in out
     assert "on 16 fashion-mnist test inputs" in out and ": the same" in out
     assert main(["convert", str(tmp_path / "cnn.pt"), str(tmp_path / "cnn.h5")]) == 1
-    assert "dual-backend converts IN.keras or IN.h5 → OUT.pt, or IN.pt → OUT.keras" in capsys.readouterr().err
+    assert "dual-backend converts IN.keras or IN.h5 → OUT.pt or OUT.ckpt, or IN.pt or IN.ckpt → OUT.keras" \
+        in capsys.readouterr().err
 
 
 def test_convert_check_fails_when_the_models_differ(tmp_path, capsys):
@@ -432,3 +433,110 @@ def test_a_torch_model_saves_a_legacy_h5_file_tf_keras_loads(tmp_path):
     assert max_difference([model.predict(x)], [on_keras.predict(x, verbose=0)]) <= 1e-5
     again = dual_backend.load_model(tmp_path / "model.h5", backend="torch")
     assert max_difference(model.get_weights(), again.get_weights()) == 0 and again.loss == "mean_squared_error"
+
+
+# ---------------------------------------------------------------------- a Lightning checkpoint (.ckpt)
+
+
+def keras_trained_two_epochs(tmp_path, optimizer="Adam"):
+    """A model Keras trained two epochs of 4 steps, saved as ``keras.keras``, and its batches."""
+    # Keras' initial weights seeded: from some draws (a ReLU channel all but dead) Adam's m / sqrt(v) of
+    # near-zero gradients magnifies float32 rounding past 1e-5, on torch's own fit as on a resumed Trainer.
+    tf.keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 8, 8, 1)).astype("float32"), rng.integers(0, 3, 32)
+
+    def layers():
+        return [keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv"),
+                keras.layers.BatchNormalization(), keras.layers.MaxPooling2D(), keras.layers.Flatten(),
+                keras.layers.Dense(3, activation="softmax", name="head")]
+
+    model = defined_on("keras", layers)
+    model.compile(optimizer=getattr(keras.optimizers, optimizer)(learning_rate=0.01, **OPTIMIZERS[optimizer]),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    model.save(tmp_path / "keras.keras")
+    return model, x, y
+
+
+def lightning_trainer(**settings):
+    import lightning as L
+
+    return L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, **settings)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_a_keras_file_as_a_lightning_checkpoint_resumes_in_a_users_trainer_as_keras_trains_on(optimizer, tmp_path):
+    """Keras trains two epochs and saves; convert writes a .ckpt; a user's own Trainer resumes from it (the
+    module's weights and optimizer reset first, so that both come from the checkpoint) and trains one more
+    epoch over the same batches; Keras trains the same epoch: the same weights."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model, x, y = keras_trained_two_epochs(tmp_path, optimizer)
+    convert.convert(tmp_path / "keras.keras", tmp_path / "model.ckpt")
+    checkpoint = torch.load(tmp_path / "model.ckpt", weights_only=True)
+    assert (checkpoint["epoch"], checkpoint["global_step"]) == (0, 8)
+    names = list(checkpoint["state_dict"])
+    assert names[:2] + names[-2:] == ["conv.kernel", "conv.bias", "head.kernel", "head.bias"]
+
+    on_torch = dual_backend.load_model(tmp_path / "keras.keras", backend="torch")
+    on_torch.set_weights([np.zeros_like(w) for w in on_torch.get_weights()])
+    on_torch.compile(optimizer=on_torch.optimizer_description, loss="sparse_categorical_crossentropy")
+    batches = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=8, shuffle=False)
+    trainer = lightning_trainer(max_epochs=1, default_root_dir=tmp_path)
+    trainer.fit(on_torch.to_lightning(), batches, ckpt_path=tmp_path / "model.ckpt")
+    model.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    assert trainer.global_step == 8 + 4
+    assert max_difference(model.get_weights(), on_torch.get_weights()) < 1e-5
+
+
+def test_a_lightning_checkpoint_opens_with_its_optimizers_state_and_converts_back_to_keras(monkeypatch, tmp_path):
+    model, x, y = keras_trained_two_epochs(tmp_path)
+    assert main(["convert", str(tmp_path / "keras.keras"), str(tmp_path / "model.ckpt"), "--check", "8"]) == 0
+    monkeypatch.setenv("DUAL_BACKEND", "torch")
+    on_torch = keras.models.load_model(tmp_path / "model.ckpt")
+    assert on_torch.backend == "torch" and on_torch.optimizer_description.settings["learning_rate"] == 0.01
+    assert max_difference(model.get_weights(), on_torch.get_weights()) == 0
+
+    convert.convert(tmp_path / "model.ckpt", tmp_path / "back.keras")
+    on_keras = tf.keras.models.load_model(tmp_path / "back.keras", safe_mode=True)
+    assert int(on_keras.optimizer.iterations.numpy()) == 8
+    for trained in (model, on_torch, on_keras):
+        trained.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    assert max_difference(model.get_weights(), on_torch.get_weights()) < 1e-5
+    assert max_difference(model.get_weights(), on_keras.get_weights()) < 1e-5
+
+
+def test_a_lightning_checkpoint_of_another_module_is_refused_naming_the_file(tmp_path, capsys):
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Regression(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch, batch_idx):
+            return torch.nn.functional.mse_loss(self.linear(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    trainer = lightning_trainer(max_epochs=1, default_root_dir=tmp_path)
+    trainer.fit(Regression(), DataLoader(TensorDataset(torch.ones(4, 4), torch.ones(4, 1)), batch_size=2))
+    trainer.save_checkpoint(tmp_path / "regression.ckpt")
+    message = refused(tmp_path / "regression.ckpt")
+    assert "a Lightning checkpoint that dual-backend did not write" in message
+    assert main(["convert", str(tmp_path / "regression.ckpt"), str(tmp_path / "regression.keras")]) == 1
+    assert str(tmp_path / "regression.ckpt") in capsys.readouterr().err
+
+
+def test_a_truncated_lightning_checkpoint_is_refused_naming_the_file(tmp_path):
+    keras_trained_two_epochs(tmp_path)
+    convert.convert(tmp_path / "keras.keras", tmp_path / "model.ckpt")
+    whole = (tmp_path / "model.ckpt").read_bytes()
+    (tmp_path / "truncated.ckpt").write_bytes(whole[:len(whole) // 2])
+    assert "is not a readable Lightning checkpoint" in refused(tmp_path / "truncated.ckpt")
