@@ -18,7 +18,7 @@ from tests.front_end.keras_namespace.support import BACKENDS
 # `step_per_epoch` → `steps_per_epoch`; and `model.fit_generator` → `model.fit`, since Keras 3 (tf.keras 2.21)
 # has no `fit_generator` (AttributeError) and `fit` takes the generator.  Ours: the folder
 # (HORSE_OR_HUMAN, the data set's training folder, instead of '/tmp/horse-or-human/'), batch_size=16
-# instead of 128, 4 steps per epoch instead of 8, 2 epochs instead of 15.
+# instead of 128, 2 steps per epoch instead of 8, 2 epochs instead of 15.
 HORSE_OR_HUMAN_CELLS = """from dual_backend import tf
 model = tf.keras.models.Sequential([
 	# Note the input shape is the desired size of the image 300x300 with 3 bytes color
@@ -58,7 +58,7 @@ train_generator = train_datagen.flow_from_directory(
 	class_mode = 'binary')
 history = model.fit(
 		train_generator,
-		steps_per_epoch=4,
+		steps_per_epoch=2,
 		epochs=2,
 		verbose=1)
 """
@@ -74,7 +74,7 @@ def run_cells(text: str, backend: str, seed: int = 0, **scope) -> dict:
 def test_the_notes_horse_or_human_cells_train_on_both_backends_and_agree_after_a_weight_transfer():
     """The model, RMSprop(lr=...) (taken with an OldSpellingWarning), the folder flow read on across epochs.
 
-    Eight steps of 16 images do not lower the loss reliably (RMSprop's first steps overshoot; on some
+    Four steps of 16 images do not lower the loss reliably (RMSprop's first steps overshoot; on some
     seeds the second epoch's loss is above the first's), and training to an accuracy range costs
     minutes on two CPU cores: so the cells are held to running with Keras' History on both backends,
     and the two trained models to giving the same outputs and the same decisions on 32 validation images
