@@ -112,7 +112,8 @@ def load_model(path, device: str = "auto", backend: str | None = None) -> Model:
     if backend is None:
         backend = "keras" if keras_file.is_keras_file(path) else backend_of_model_file(path)
     if not Path(path).is_file():
-        raise DualBackendError(f"No model at {path}.")
+        what = "a folder, not a model file" if Path(path).is_dir() else "no such file"
+        raise DualBackendError(f"No model at {path} ({what}): give the path of a file model.save wrote.")
     return backend_package(backend).load(path, device)
 
 

@@ -62,8 +62,14 @@ def convert(source, target) -> str:
         raise DualBackendError(f"No model at {source}.")
     if Path(source).resolve() == Path(target).resolve():
         raise DualBackendError(f"{source} would be overwritten: give another OUT.")
+    if Path(target).is_dir():
+        raise DualBackendError(f"{target} is a folder: give OUT as a file path, such as {Path(target) / 'model'}"
+                               f"{Path(target).suffix or '.pt'}.")
     model = dual_backend.load_model(source, device="cpu", backend="torch")  # reads either file without TensorFlow
-    model.save(target)
+    try:
+        model.save(target)
+    except OSError as error:  # a folder in OUT's path that is a file, no permission, a full disk
+        raise DualBackendError(f"Cannot write {target} ({error}); nothing was written.") from None
     what = f"the {model.lesson} lesson's model" if model.lesson else f"model {model.name!r}"
     return (f"{source} ({source_backend}) → {target} ({target_backend}): {what}, {len(model.layer_rows())} layers, "
             f"{model.count_params():,} parameters")

@@ -89,9 +89,10 @@ class KerasModel(Model):
         optimizer = getattr(keras_model, "optimizer", None)  # absent until the model is compiled
         self.optimizer = type(optimizer).__name__.lower() if optimizer else None
         self.loss, self.metrics = config.get("loss"), list(config.get("metrics") or [])
-        if isinstance(self.loss, dict):  # a loss object (keras.losses.X(from_logits=...)), as Keras saves it
-            self.from_logits = bool(self.loss["config"].get("from_logits"))
-            self.loss = self.loss["config"]["name"]
+        if isinstance(self.loss, dict):  # a loss as Keras saves it: an object's config, or a function's name
+            settings = self.loss.get("config")
+            self.from_logits = isinstance(settings, dict) and bool(settings.get("from_logits"))
+            self.loss = settings.get("name") if isinstance(settings, dict) else settings
 
     def _built_optimizer(self, description):
         from keras_ref.user_model import optimizer

@@ -141,5 +141,6 @@ def test_a_saved_models_backend_is_read_from_its_file_format():
                                                r"or \.pt \(torch\) file\."):
         dual_backend.load_model("model.npz")
     for backend in ("keras", "torch"):  # Keras' legacy .h5 opens on either; a missing one is said so on both
-        with pytest.raises(DualBackendError, match=r"^No model at model\.h5\.$"):
+        with pytest.raises(DualBackendError, match=r"^No model at model\.h5 \(no such file\): give the path of a "
+                                                   r"file model\.save wrote\.$"):
             dual_backend.load_model("model.h5", backend=backend)

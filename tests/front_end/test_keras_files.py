@@ -547,3 +547,25 @@ def test_a_truncated_lightning_checkpoint_is_refused_naming_the_file(tmp_path):
     whole = (tmp_path / "model.ckpt").read_bytes()
     (tmp_path / "truncated.ckpt").write_bytes(whole[:len(whole) // 2])
     assert "is not a readable Lightning checkpoint" in refused(tmp_path / "truncated.ckpt")
+
+
+def test_a_tf_keras_h5_file_compiled_with_a_loss_by_name_opens_on_both_backends(tmp_path):
+    model = tf.keras.Sequential([tf.keras.Input((28, 28)), tf.keras.layers.Flatten(),
+                                 tf.keras.layers.Dense(10, activation="softmax")])
+    model.compile("rmsprop", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.save(tmp_path / "legacy.h5")
+    for backend in ("keras", "torch"):
+        loaded = dual_backend.load_model(tmp_path / "legacy.h5", backend=backend)
+        assert (loaded.loss, loaded.from_logits) == ("sparse_categorical_crossentropy", False)
+    assert main(["convert", str(tmp_path / "legacy.h5"), str(tmp_path / "legacy.pt"), "--check", "4"]) == 0
+
+
+def test_convert_to_a_folder_or_under_a_file_is_refused_and_writes_nothing(tmp_path, capsys):
+    dual_backend.build("hello_world", backend="keras", device="cpu").save(tmp_path / "line.keras")
+    (tmp_path / "folder.pt").mkdir()
+    assert main(["convert", str(tmp_path / "line.keras"), str(tmp_path / "folder.pt")]) == 1
+    assert "is a folder: give OUT as a file path" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "line.keras"), str(tmp_path / "line.keras" / "x.pt")]) == 1
+    error = capsys.readouterr().err
+    assert "Cannot write" in error and "nothing was written" in error and "Traceback" not in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.pt", "line.keras"]
