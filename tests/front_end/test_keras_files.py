@@ -180,19 +180,21 @@ def test_a_second_fit_on_torch_goes_on_with_the_same_optimizer_as_in_keras():
 
 @pytest.mark.slow
 def test_a_model_trained_on_keras_and_trained_on_on_torch_lands_in_the_lessons_range(tmp_path):
+    """fashion_mlp's quick profile (2 epochs of 10,000 images) split across the file: the first epoch on
+    keras, the second on torch from the saved model and optimizer state; judged by the lesson's quick
+    range (0.77-0.85).  Measured: 0.812-0.832 test accuracy on seeds 0-2; an untrained model ~0.10."""
     from dual_backend.run import prepare_data
 
     recipe = lessons.recipe("fashion_mlp")
     prepared = prepare_data(recipe, "quick")
-    x, y = prepared.x_train[:6000], prepared.y_train[:6000]
+    dual_backend.backend_package("keras").seed(0)
     model = dual_backend.build("fashion_mlp", backend="keras", device="cpu")
-    model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    model.fit(prepared.x_train, prepared.y_train, epochs=1, batch_size=32, verbose=0)
     model.save(tmp_path / "fashion_mlp.keras")
     on_torch = dual_backend.load_model(tmp_path / "fashion_mlp.keras", backend="torch")
-    on_torch.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    on_torch.fit(prepared.x_train, prepared.y_train, epochs=1, batch_size=32, verbose=0)
     loss, accuracy = on_torch.evaluate(prepared.x_test, prepared.y_test, verbose=0)
-    # Measured: 0.80-0.82 test accuracy after these two epochs of 6,000 images; an untrained model scores ~0.10.
-    assert 0.76 <= accuracy <= 0.90
+    assert accuracy in recipe.expected("quick"), (accuracy, recipe.expected("quick"))
 
 
 # ---------------------------------------------------------------------- files of other Keras versions
