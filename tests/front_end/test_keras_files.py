@@ -182,7 +182,7 @@ def test_a_second_fit_on_torch_goes_on_with_the_same_optimizer_as_in_keras():
 def test_a_model_trained_on_keras_and_trained_on_on_torch_lands_in_the_lessons_range(tmp_path):
     """fashion_mlp's quick profile (2 epochs of 10,000 images) split across the file: the first epoch on
     keras, the second on torch from the saved model and optimizer state; judged by the lesson's quick
-    range (0.77-0.85).  Measured: 0.812-0.832 test accuracy on seeds 0-2; an untrained model ~0.10."""
+    range.  Measured: 0.812-0.832 test accuracy on seeds 0-2; an untrained model ~0.10."""
     from dual_backend.run import prepare_data
 
     recipe = lessons.recipe("fashion_mlp")
