@@ -27,7 +27,7 @@ from dual_backend.errors import DualBackendError, refused_code
 from dual_backend.interrupts import atomic_write
 from dual_backend.model import Model, require_gpus
 from torch_impl import process
-from torch_impl.batches import CheckedBatches, Repeat, StreamEpochs, TensorBatches
+from torch_impl.batches import CheckedBatches, Repeat, StreamEpochs, TensorBatches, released
 from torch_impl.callbacks import AtomicCheckpointIO, KerasCallbacks, backup_to_resume, lightning_counterparts
 from torch_impl.keras.optimizers import KerasOptimizer
 
@@ -247,9 +247,12 @@ class TorchModel(Model):
         elif validation_data is not None:
             val = self._batches(*validation_data, batch_size=validation_batch_size or batch_size)
         self.module.val_means.reset()
-        if epochs > initial_epoch:  # Keras trains nothing from an initial_epoch at or past epochs
-            trainer.fit(self.module, train_dataloaders=train, val_dataloaders=val,
-                        ckpt_path=backup_to_resume(framework_callbacks), weights_only=True)
+        try:
+            if epochs > initial_epoch:  # Keras trains nothing from an initial_epoch at or past epochs
+                trainer.fit(self.module, train_dataloaders=train, val_dataloaders=val,
+                            ckpt_path=backup_to_resume(framework_callbacks), weights_only=True)
+        finally:
+            released(train, val)
         self.rank = trainer.global_rank
         return dict(adapter.history)
 
@@ -258,15 +261,21 @@ class TorchModel(Model):
             self._batches(x, y, batch_size, sample_weight=sample_weight)
         with self._computing():  # the Trainer announces itself as it is made
             trainer = self._trainer(callbacks=[KerasCallbacks(callbacks, self)], limit_val_batches=steps or 1.0)
-            trainer.validate(self.module, batches, verbose=False)
+            try:
+                trainer.validate(self.module, batches, verbose=False)
+            finally:
+                released(batches)
         return self.module.val_means.compute()
 
     def _predict(self, x, batch_size, callbacks, steps=None):
         batches = CheckedBatches(x, self) if self._is_pipeline(x) else self._batches(x, batch_size=batch_size)
         with self._computing():
             trainer = self._trainer(callbacks=[KerasCallbacks(callbacks, self)], limit_predict_batches=steps or 1.0)
-            batches = trainer.predict(self.module, batches)
-        return torch.cat(batches).cpu().numpy()
+            try:
+                predictions = trainer.predict(self.module, batches)
+            finally:
+                released(batches)
+        return torch.cat(predictions).cpu().numpy()
 
     def _get_weights(self):
         return self.module.get_weights()

@@ -53,6 +53,13 @@ class TensorBatches:
     def __len__(self):
         return batches_in(self.steps, self.steps_per_chunk)
 
+    def release(self) -> None:
+        """Let go of the tensors once a ``fit``, ``evaluate`` or ``predict`` is over.  Lightning's Trainer
+        and its loops refer to each other, so the Trainer that read these batches is freed only at
+        Python's next full garbage collection: without this, every ``fit`` on new arrays would keep
+        a copy of them until then."""
+        self.tensors = ()
+
     def batches(self):
         for rows in self.rows():
             yield tuple(t[rows] for t in self.tensors)
@@ -88,13 +95,20 @@ class TensorBatches:
                 chunk = []
 
 
+def released(*batches) -> None:
+    """:meth:`TensorBatches.release` for each of ``batches`` that is one (others are the caller's own)."""
+    for each in batches:
+        if isinstance(each, TensorBatches):
+            each.release()
+
+
 class Repeat:
     """``tf.data.Dataset.repeat()`` for a ``DataLoader``: its batches pass after pass without end,
     each pass shuffled anew and ending on its short last batch.
 
     ``fit(..., steps_per_epoch=N)`` reads it on from epoch to epoch (``epochs_of``),
-    as Keras does with keras_ref's repeated tf.data pipeline and the course's
-    ImageDataGenerator: horse_or_human's 1,027 pictures in batches of 128 make
+    as Keras does with keras_ref's repeated tf.data pipeline and Keras 2 with the
+    course's ImageDataGenerator: horse_or_human's 1,027 pictures in batches of 128 make
     passes of eight full batches and one of three, and an epoch of 8 steps
     takes the stream's next eight.  (Starting the loader afresh every epoch
     would skip the short batch and begin every epoch on a new shuffle.)

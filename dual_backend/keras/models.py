@@ -210,7 +210,7 @@ class Sequential(FrontEndModel):
         return builder(self.backend).pipeline(x, repeat, self)
 
     def fit(self, x=None, y=None, *args, **kwargs):
-        # Keras reads a DirectoryIterator on from epoch to epoch when steps_per_epoch is given.
+        # Keras 2 reads a DirectoryIterator on from epoch to epoch when steps_per_epoch is given.
         x = self._from_flow(x, repeat=kwargs.get("steps_per_epoch") is not None)
         if "validation_data" in kwargs:
             kwargs["validation_data"] = self._from_flow(kwargs["validation_data"])

@@ -6,8 +6,10 @@ then it becomes a tf.data pipeline on keras (``keras_ref/user_model.py``) or a
 torchvision ``ImageFolder`` in a ``DataLoader`` on torch
 (``torch_impl/user_model.py``), reading the same pixels with the same labels
 (class folders in alphabetical order).  ``fit(..., steps_per_epoch=N)`` reads
-the flow on from epoch to epoch, as Keras reads a ``DirectoryIterator``;
-without it, an epoch is one pass.  Only ``rescale`` is taken of the
+the flow on from epoch to epoch, as Keras 2 (the course's) reads a
+``DirectoryIterator``; without it, an epoch is one pass.  (tf.keras 2.21,
+Keras 3, instead ends every other epoch after the one batch left of a pass,
+warning "Your input ran out of data": docs/differences.md.)  Only ``rescale`` is taken of the
 generator's arguments (augmentation draws from each framework's own
 generator); images are not resized (each framework resizes with its own
 filter), so ``target_size`` must be the images' own size.

@@ -1,6 +1,8 @@
 """Keras' own arguments and callback hooks, the same on both backends, with tf.keras as the specification."""
 
+import gc
 import inspect
+import weakref
 
 import numpy as np
 import pytest
@@ -84,6 +86,27 @@ def test_validation_split_keeps_the_last_fraction_before_shuffling():
         # Keras' own to a few digits, a validation of other samples is not.
         assert history["val_loss"][0] == pytest.approx(expected["val_loss"][0], rel=2e-3)
         assert history["val_accuracy"] == pytest.approx(expected["val_accuracy"])
+
+
+@pytest.mark.parametrize("call", ["fit", "evaluate", "predict"])
+def test_fit_evaluate_and_predict_let_go_of_the_arrays_they_were_given(call):
+    """A script that fits on new arrays again and again (new pictures each time) holds one copy, not one
+    per call: with the garbage collector off, nothing of a call keeps its arrays once it returns."""
+    _, keras, torch = compiled_models()
+    for model in (keras, torch):
+        x, y = X.copy(), Y.copy()
+        arrays = [weakref.ref(x), weakref.ref(y)]
+        gc.collect()
+        gc.disable()
+        try:
+            if call == "predict":
+                model.predict(x, batch_size=16)
+            else:
+                getattr(model, call)(x, y, batch_size=16, **({"epochs": 1} if call == "fit" else {}))
+            del x, y
+            assert [array() is None for array in arrays] == [True, True], (model.backend, call)
+        finally:
+            gc.enable()
 
 
 def test_initial_epoch_numbers_the_epochs_as_keras_does():
