@@ -205,7 +205,7 @@ def _print_side_by_side(results: list[dict]) -> None:
         return convolution.print_side_by_side(results)
     recipe = lessons.recipe(first["lesson"], first["variant"])
     keys = list(first["test"])
-    judged = f"{first['judged_on']} {first['judged_by']}"
+    judged = lessons.judged_label(first)
     low, high = first["expected"]
     print(f"\n{first['lesson']} ({first['variant']}), {first['profile']} profile, "
           f"expected {judged} in [{low:g}, {high:g}]")
@@ -245,7 +245,7 @@ def _run(args) -> int:
 
             convolution.print_result(metrics)
             return 0
-        judged = f"{metrics['judged_on']} {metrics['judged_by']}"
+        judged = lessons.judged_label(metrics)
         print(f"{args.backend}: test " + " - ".join(f"{k}: {v:.4f}" for k, v in metrics["test"].items())
               + f"; {judged} {lessons.judged_value(metrics):.4f} expected in "
               + f"[{metrics['expected'][0]:g}, {metrics['expected'][1]:g}]: "

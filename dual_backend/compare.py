@@ -184,7 +184,7 @@ def verdicts(section: Section) -> dict:
         if not runs:
             result["backends"][backend] = None
             continue
-        result["key"] = f"{runs[0].metrics['judged_on']} {runs[0].metrics['judged_by']}"
+        result["key"] = lessons.judged_label(runs[0].metrics)
         mean, std = mean_std([lessons.judged_value(r.metrics) for r in runs])
         result["backends"][backend] = {"mean": mean, "std": std, "inside": mean in expected}
     both = [result["backends"][b] for b in BACKENDS]

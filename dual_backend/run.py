@@ -212,6 +212,11 @@ def run(settings: RunSettings, out: Path | None = None, resume: bool = False, ve
     lesson, backend, variant, seed = settings.lesson, settings.backend, settings.variant, settings.seed
     profile, options, init_from = settings.profile, settings.options or {}, settings.init_from
     recipe = lessons.recipe(lesson, variant)
+    if settings.same_order and recipe.reads_image_folders:
+        raise DualBackendError(
+            f"--same-order is for lessons trained on arrays; {lesson}'s pictures are read from their folders by "
+            "each framework's own pipeline, in its own order. Leave --same-order out (--init-from still gives "
+            "both backends the same start).")
     if recipe.lesson.kind == "convolution":
         from dual_backend import convolution
 
@@ -277,7 +282,8 @@ def run(settings: RunSettings, out: Path | None = None, resume: bool = False, ve
         **recorded, "epochs_run": len(history.epoch), "params": model.count_params(),
         "seconds_per_epoch": history.seconds_per_epoch, "test": test,
         "final_training": {k: v[-1] for k, v in history.history.items()} if history.epoch else {},
-        "judged_by": recipe.judged_by(profile), "judged_on": recipe.judged_on(profile), "judged_value": value,
+        "judged_by": recipe.judged_by(profile), "judged_on": recipe.judged_on(profile),
+        "judged_epoch": recipe.judged_epoch(profile), "judged_value": value,
         "expected": [expected.low, expected.high], "inside_expected": value in expected,
         "versions": versions(backend), "hardware": hardware(), "peak_memory_mb": peak_memory_mb(backend, model.device),
     }

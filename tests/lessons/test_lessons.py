@@ -4,7 +4,6 @@ Each test trains for seconds at most on a slice of the real data.
 """
 
 import importlib
-import json
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ import dual_backend
 from dual_backend import cli, data, lessons
 from dual_backend.callbacks import EarlyStopping, ModelCheckpoint, TensorBoard
 from dual_backend.errors import DualBackendError
-from dual_backend.run import prepare_data
+from dual_backend.run import prepare_data, run_lesson
 from tests.conftest import BACKENDS
 
 
@@ -115,9 +114,32 @@ def horse_or_human_program(backend):
 def test_horse_or_human_labels_come_from_folder_names_horses_0_humans_1(backend):
     _, validation_dir = data.horse_or_human_dirs()
     batches = iter(horse_or_human_program(backend).validation_data(validation_dir, batch_size=128))
-    (horses_x, horses_y), (humans_x, humans_y) = next(batches), next(batches)
+    (horses_x, horses_y), (_, humans_y) = next(batches), next(batches)
     assert np.all(np.asarray(horses_y) == 0) and np.all(np.asarray(humans_y) == 1)  # 128 + 128, in order
     assert np.asarray(horses_x).max() <= 1.0 and np.asarray(horses_x).shape[1:] in ((300, 300, 3), (3, 300, 300))
+
+
+def test_horse_or_human_full_runs_are_judged_by_the_highest_epochs_training_acc():
+    """A full run's last epoch may be one of RMSprop's dips (docs/verification.md): the epoch that
+    reached the most is judged; a quick run stays judged by its last epoch's loss, other lessons as they were."""
+    recipe = lessons.recipe("horse_or_human")
+    history = {"loss": [0.69, 0.05, 0.40], "acc": [0.55, 0.99, 0.84]}
+    assert recipe.judged_value("full", {}, history) == 0.99
+    assert recipe.judged_value("quick", {}, history) == 0.40
+    assert lessons.judged_label({"judged_on": "training", "judged_by": "acc", "judged_epoch": "highest"}) == \
+        "training acc (highest epoch)"
+    assert lessons.recipe("keras_basics").judged_value("full", {"accuracy": 0.8}, {"accuracy": [0.9]}) == 0.8
+    assert lessons.recipe("mnist_callback").judged_epoch("full") == "last"
+    assert 0.84 not in recipe.expected("full") and 0.99 in recipe.expected("full")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_same_order_is_refused_for_pictures_read_from_folders(backend, tmp_path):
+    """Each framework reads horse_or_human's folders in its own order: a run that says "same order"
+    and is not would mislead, so it is refused before anything is built or written."""
+    with pytest.raises(DualBackendError, match="--same-order is for lessons trained on arrays; horse_or_human"):
+        run_lesson("horse_or_human", backend, profile="quick", seed=0, same_order=True, out=tmp_path, verbose=0)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_repeated_loader_is_read_on_across_epochs_pass_after_pass():
