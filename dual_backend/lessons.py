@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from dual_backend.errors import DualBackendError
 
 
@@ -26,6 +28,8 @@ from dual_backend.errors import DualBackendError
 LOSS = "loss"
 # quick_judged_by: the training loss of the first epoch minus that of the last.
 LOSS_DROP = "loss drop"
+# quick_judged_by: how far training moved the weights, |w - w0| / |w0| over all of them as one vector.
+WEIGHT_CHANGE = "weight change"
 # judged_epoch: the highest value of the course's metric over the epochs, not the last epoch's.
 HIGHEST = "highest"
 
@@ -105,8 +109,8 @@ class Lesson:
     full: Range | None = None  # test accuracy, or for regression the prediction
     quick_range: Range | None = None
     # A quick run too short to leave chance is judged by another value, one an untrained model
-    # or a training with learning rate 0 cannot reach: LOSS or LOSS_DROP, with ``quick_range``
-    # (a variant's ``quick``) in its units.  None: the course's metric, as in the full profile.
+    # or a training with learning rate 0 cannot reach: LOSS, LOSS_DROP or WEIGHT_CHANGE, with
+    # ``quick_range`` (a variant's ``quick``) in its units.  None: the course's metric, as in the full profile.
     quick_judged_by: str | None = None
     tolerance: float = 0.0  # the largest difference allowed between the backends, same profile
     dataset: str | None = None
@@ -219,7 +223,7 @@ class Recipe:
 
     def judged_on(self, profile: str) -> str:
         """Whether the judged value comes from the "test" set or the "training" logs."""
-        training = self.lesson.judge_training or self.judged_by(profile) == LOSS_DROP
+        training = self.lesson.judge_training or self.judged_by(profile) in (LOSS_DROP, WEIGHT_CHANGE)
         return "training" if training else "test"
 
     def judged_epoch(self, profile: str) -> str:
@@ -229,12 +233,14 @@ class Recipe:
         highest = profile == "full" and self.lesson.judged_epoch == HIGHEST and self.lesson.judge_training
         return HIGHEST if highest else "last"
 
-    def judged_value(self, profile: str, test: dict, history: dict) -> float:
+    def judged_value(self, profile: str, test: dict, history: dict, weight_change: float | None = None) -> float:
         """The number a run of ``profile`` is judged by, from its test metrics and its History: a test
         metric, a training value (horse_or_human, whose point is overfitting: the highest epoch's in
-        a full run, the last epoch's loss in a quick one), or how far the training loss fell from the
-        first epoch to the last."""
+        a full run), how far the training loss fell from the first epoch to the last, or how far
+        training moved the weights (``weight_change``, :func:`weight_change`)."""
         key = self.judged_by(profile)
+        if key == WEIGHT_CHANGE:
+            return weight_change
         if key == LOSS_DROP:
             return history["loss"][0] - history["loss"][-1]
         if self.judged_on(profile) == "training":
@@ -423,10 +429,10 @@ _register(Lesson(
     batch_size=128,
     steps_per_epoch=8,
     # Quick: 1 epoch of 2 steps of 128 images, enough to see the pipelines and the model work,
-    # not to learn (a few steps stay at chance accuracy).  It is judged by its training loss:
-    # an untrained or unmoving model's sigmoid gives ln 2 = 0.69, RMSprop's first steps throw
-    # the loss far above it.  That checks that steps happen, not that they learn (shuffled
-    # labels pass it); learning is the full profile's range.  Runs: docs/verification.md.
+    # not to learn (a few steps stay at chance accuracy, and after RMSprop's first jump the loss may
+    # land anywhere, ln 2 included).  It is judged by how far the steps moved the weights, which
+    # an untrained model or learning rate 0 leaves at 0: that checks that steps happen, not that
+    # they learn (shuffled labels pass it); learning is the full profile's range.
     quick=Quick(epochs=1, steps_per_epoch=2),
     judge_training=True,
     params=8_450_145,
@@ -437,8 +443,8 @@ _register(Lesson(
     # on either framework (docs/verification.md).
     judged_epoch=HIGHEST,
     full=Range(0.95, 1.0),
-    quick_range=Range(0.78, 20.0),
-    quick_judged_by=LOSS,
+    quick_range=Range(0.005, 1.0),
+    quick_judged_by=WEIGHT_CHANGE,
     tolerance=0.10,
 ))
 
@@ -509,6 +515,13 @@ def get(name: str) -> Lesson:
 
 def recipe(lesson: str, variant: str | None = None) -> Recipe:
     return get(lesson).variant(variant)
+
+
+def weight_change(before: list, after: list) -> float:
+    """|w - w0| / |w0|: how far training moved the weights, all arrays of ``get_weights()`` taken as one
+    vector (Euclidean norms, in float64).  0 for a model whose steps did not move it."""
+    moved = sum(float(np.sum((np.asarray(a, np.float64) - b) ** 2)) for a, b in zip(after, before))
+    return (moved / sum(float(np.sum(np.asarray(b, np.float64) ** 2)) for b in before)) ** 0.5
 
 
 def judged_label(metrics: dict) -> str:

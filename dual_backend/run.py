@@ -257,6 +257,7 @@ def run(settings: RunSettings, out: Path | None = None, resume: bool = False, ve
                 return finished
         check_backup(backup.path(backend), resume, verbose)
         callbacks.append(backup)
+    start = model.get_weights() if recipe.judged_by(profile) == lessons.WEIGHT_CHANGE else None
     if recipe.reads_image_folders:
         prepared = None
         train, test_set = image_folders(recipe, backend, seed)
@@ -275,7 +276,8 @@ def run(settings: RunSettings, out: Path | None = None, resume: bool = False, ve
         test = dict(zip(model.log_keys, _as_list(model.evaluate(test_set))))
     else:
         test = score(recipe, model, prepared)
-    value = recipe.judged_value(profile, test, history.history)
+    moved = None if start is None else lessons.weight_change(start, model.get_weights())
+    value = recipe.judged_value(profile, test, history.history, moved)
     predictions = show_predictions(recipe, model, prepared, verbose)
     expected = recipe.expected(profile)
     metrics = {
@@ -284,6 +286,7 @@ def run(settings: RunSettings, out: Path | None = None, resume: bool = False, ve
         "final_training": {k: v[-1] for k, v in history.history.items()} if history.epoch else {},
         "judged_by": recipe.judged_by(profile), "judged_on": recipe.judged_on(profile),
         "judged_epoch": recipe.judged_epoch(profile), "judged_value": value,
+        **({} if moved is None else {"weight_change": moved}),
         "expected": [expected.low, expected.high], "inside_expected": value in expected,
         "versions": versions(backend), "hardware": hardware(), "peak_memory_mb": peak_memory_mb(backend, model.device),
     }

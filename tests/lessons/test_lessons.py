@@ -121,16 +121,27 @@ def test_horse_or_human_labels_come_from_folder_names_horses_0_humans_1(backend)
 
 def test_horse_or_human_full_runs_are_judged_by_the_highest_epochs_training_acc():
     """A full run's last epoch may be one of RMSprop's dips (docs/verification.md): the epoch that
-    reached the most is judged; a quick run stays judged by its last epoch's loss, other lessons as they were."""
+    reached the most is judged; a quick run by how far it moved the weights; other lessons as they were."""
     recipe = lessons.recipe("horse_or_human")
     history = {"loss": [0.69, 0.05, 0.40], "acc": [0.55, 0.99, 0.84]}
     assert recipe.judged_value("full", {}, history) == 0.99
-    assert recipe.judged_value("quick", {}, history) == 0.40
+    assert recipe.judged_value("quick", {}, history, weight_change=0.05) == 0.05
     assert lessons.judged_label({"judged_on": "training", "judged_by": "acc", "judged_epoch": "highest"}) == \
         "training acc (highest epoch)"
     assert lessons.recipe("keras_basics").judged_value("full", {"accuracy": 0.8}, {"accuracy": [0.9]}) == 0.8
     assert lessons.recipe("mnist_callback").judged_epoch("full") == "last"
     assert 0.84 not in recipe.expected("full") and 0.99 in recipe.expected("full")
+
+
+def test_weight_change_is_the_distance_moved_over_the_size_of_the_start():
+    """|w - w0| / |w0| over every array as one vector: horse_or_human's quick runs are judged by it."""
+    before = [np.ones((3, 1), "float32"), np.zeros(1, "float32")]
+    after = [np.full((3, 1), 2.0, "float32"), np.ones(1, "float32")]
+    assert lessons.weight_change(before, after) == pytest.approx(2 / 3 ** 0.5)
+    assert lessons.weight_change(before, before) == 0.0
+    recipe = lessons.recipe("horse_or_human")
+    assert recipe.judged_by("quick") == lessons.WEIGHT_CHANGE and recipe.judged_on("quick") == "training"
+    assert 0.0 not in recipe.expected("quick")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -69,7 +69,8 @@ def test_horse_or_human_quick_run_lands_in_its_range(backend):
     # size of RMSprop's first jump, not a result the two frameworks should share), so it stays short.
     result = run_lesson("horse_or_human", backend, profile="quick", seed=0, device="cpu", verbose=0)
     expected = lessons.recipe("horse_or_human").expected("quick")
-    assert (result["judged_on"], result["judged_by"]) == ("training", "loss")
+    assert (result["judged_on"], result["judged_by"]) == ("training", "weight change")
+    assert result["weight_change"] == result["judged_value"]
     assert result["judged_value"] in expected
 
 
@@ -84,8 +85,9 @@ def untrained_scores(lesson: str, variant: str, backend: str) -> dict:
     """Per profile, the value a run is judged by, for a model built (seed 0) and never trained:
     evaluated on the first 2,000 test images (the whole test set moves an untrained model's
     accuracy by 0.017 at most, torch, seed 0, at five times the time), standing in for every
-    epoch's training logs too (a training whose steps do not move the weights).  Variants that
-    build the same model on the same data (a changed recipe only) share one evaluation."""
+    epoch's training logs too (a training whose steps do not move the weights: a weight change
+    of 0).  Variants that build the same model on the same data (a changed recipe only) share
+    one evaluation."""
     recipe = lessons.recipe(lesson, variant)
     key = (lesson, repr(recipe.options), recipe.dataset, recipe.scale, recipe.standardize, backend)
     if key not in _untrained:
@@ -103,7 +105,7 @@ def untrained_scores(lesson: str, variant: str, backend: str) -> dict:
             _untrained[key] = score(recipe, model, prepared)
     test = _untrained[key]
     history = {name: [value, value] for name, value in test.items()}
-    return {profile: recipe.judged_value(profile, test, history) for profile in PROFILES}
+    return {profile: recipe.judged_value(profile, test, history, weight_change=0.0) for profile in PROFILES}
 
 
 def assert_outside_every_range(lesson: str, variant: str, backend: str) -> None:
