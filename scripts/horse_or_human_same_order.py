@@ -52,7 +52,8 @@ def train(args, backend: str, folder: Path) -> None:
         keras.layers.Conv2D(32, (3, 3), activation="relu"), keras.layers.MaxPooling2D(2, 2),
         keras.layers.Conv2D(64, (3, 3), activation="relu"), keras.layers.MaxPooling2D(2, 2),
         keras.layers.Conv2D(64, (3, 3), activation="relu"), keras.layers.MaxPooling2D(2, 2),
-        keras.layers.Flatten(), keras.layers.Dense(512, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+        keras.layers.Flatten(), keras.layers.Dense(512, activation="relu"),
+        keras.layers.Dense(1, activation="sigmoid")])
     start = folder / "start.npz"
     if backend == "keras":
         np.savez(start, *model.get_weights())
