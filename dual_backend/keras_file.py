@@ -137,6 +137,11 @@ def read_definition(path) -> dict | None:
                 config = _json(stored.attrs["model_config"], path, "model_config")
     except (DualBackendError, KeyError, OSError, zipfile.BadZipFile):
         return None
+    return _built_definition(config, path)
+
+
+def _built_definition(config: dict, path) -> dict | None:
+    """The definition of a model config, or None when it is not a Sequential of layers dual-backend builds."""
     for settings in (config.get("compile_config"), None):  # without the compile settings, if they are not taken
         try:
             return keras_config.definition({**config, "compile_config": settings}, path)[0]
@@ -145,7 +150,8 @@ def read_definition(path) -> dict | None:
     return None
 
 
-def _read_archive(path: Path) -> SavedModel:
+def _archive_members(path: Path) -> tuple[dict, dict, dict, bytes]:
+    """A ``.keras`` archive's config, metadata, dual-backend entry and weights file, each checked whole."""
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
@@ -160,6 +166,11 @@ def _read_archive(path: Path) -> SavedModel:
     except (zipfile.BadZipFile, EOFError, OSError) as error:  # also a member whose CRC does not match
         raise KerasFileError(f"{path} is not a readable .keras archive ({error}): it is truncated or corrupted. "
                              "Save the model again.") from None
+    return config, metadata, extra, weights_file
+
+
+def _read_archive(path: Path) -> SavedModel:
+    config, metadata, extra, weights_file = _archive_members(path)
     definition, compiled = keras_config.definition(config, path)
     arrays, optimizer_variables = _read_weights_h5(io.BytesIO(weights_file), definition, path, WEIGHTS)
     return _checked(SavedModel(str(path), definition, arrays, **compiled, optimizer_variables=optimizer_variables,
@@ -200,28 +211,30 @@ def read_weights(path, definition: dict) -> tuple[list, list]:
     return _checked(SavedModel(str(path), definition, arrays)).weights, optimizer_variables
 
 
+def _legacy_config(stored, path: Path) -> dict:
+    if "model_config" not in stored.attrs:
+        raise KerasFileError(f"{path} is an HDF5 file without a model_config: it holds weights only "
+                             "(model.save_weights), not a model. Load it into a model built in code "
+                             "with model.load_weights, or save the whole model with model.save(...).")
+    return _json(stored.attrs["model_config"], path, "model_config")
+
+
+def _unreadable_hdf5(path: Path, error: OSError) -> KerasFileError:
+    return KerasFileError(f"{path} is not a readable HDF5 file ({error}): it is truncated or corrupted. "
+                          "Save the model again.")
+
+
 def _read_legacy_h5(path: Path) -> SavedModel:
     h5py = _h5py()
     try:
         with h5py.File(path, "r") as stored:
-            if "model_config" not in stored.attrs:
-                raise KerasFileError(f"{path} is an HDF5 file without a model_config: it holds weights only "
-                                     "(model.save_weights), not a model. Load it into a model built in code "
-                                     "with model.load_weights, or save the whole model with model.save(...).")
-            config = _json(stored.attrs["model_config"], path, "model_config")
+            config = _legacy_config(stored, path)
             training = stored.attrs.get("training_config")
             if training is not None:
                 training = _json(training, path, "training_config")
                 config["compile_config"] = keras_config.legacy_compile_config(training)
             definition, compiled = keras_config.definition(config, path)
-            group = stored.get("model_weights", stored)  # model.save writes model_weights/; older files the root
-            arrays = []
-            for kind, _, name in definition["layers"]:
-                layer = group.get(name)
-                if layer is None:
-                    raise KerasFileError(f"{path}: layer {name!r} ({kind}) has no weights in the file: it does not "
-                                         "match its config. Save the model again.")
-                arrays.append(_named(layer, path, name, kind))
+            arrays = _legacy_arrays(stored, definition, path)
             optimizer = stored.get("optimizer_weights")
             names = [] if optimizer is None else [_text(n) for n in optimizer.attrs.get("weight_names", [])]
             optimizer_variables = [np.asarray(optimizer[n]) for n in names]
@@ -231,10 +244,51 @@ def _read_legacy_h5(path: Path) -> SavedModel:
                 optimizer_variables.insert(1, np.float32(definition["optimizer"][1]["learning_rate"]))
             version = _text(stored.attrs.get("keras_version", ""))
     except OSError as error:
-        raise KerasFileError(f"{path} is not a readable HDF5 file ({error}): it is truncated or corrupted. "
-                             "Save the model again.") from None
+        raise _unreadable_hdf5(path, error) from None
     return _checked(SavedModel(str(path), definition, arrays, **compiled, optimizer_variables=optimizer_variables,
                                keras_version=version))
+
+
+def _legacy_arrays(stored, definition: dict, path) -> list:
+    """Each layer's arrays (one list per layer) from a legacy ``.h5`` file, found by layer name."""
+    group = stored.get("model_weights", stored)  # model.save writes model_weights/; older files the root
+    arrays = []
+    for kind, _, name in definition["layers"]:
+        layer = group.get(name)
+        if layer is None:
+            raise KerasFileError(f"{path}: layer {name!r} ({kind}) has no weights in the file: it does not "
+                                 "match its config. Save the model again.")
+        arrays.append(_named(layer, path, name, kind))
+    return arrays
+
+
+def check(path) -> None:
+    """The checks :func:`read` makes, for a file of any model: a file that is not a whole ``.keras``
+    archive or legacy ``.h5`` model is refused; in a ``Sequential`` of layers dual-backend builds, a
+    missing weight or a shape off the config too.  The keras backend runs this before tf.keras loads a
+    file (tf.keras loads more kinds of model than the torch port builds), so that a broken file gets the
+    same words on both backends.  Raises :class:`KerasFileError` naming the file, and the layer."""
+    path = Path(path)
+    if not path.is_file():
+        return  # the caller says what it needed
+    with open(path, "rb") as stream:
+        head = stream.read(8)
+    if head[:4] == b"PK\x03\x04" or zipfile.is_zipfile(path):
+        config, _, _, weights_file = _archive_members(path)
+        definition = _built_definition(config, path)
+        if definition is not None:
+            arrays, _ = _read_weights_h5(io.BytesIO(weights_file), definition, path, WEIGHTS)
+            _checked(SavedModel(str(path), definition, arrays))
+        return
+    if head != HDF5_SIGNATURE:
+        raise not_a_model_file(path)
+    try:
+        with _h5py().File(path, "r") as stored:
+            definition = _built_definition(_legacy_config(stored, path), path)
+            if definition is not None:
+                _checked(SavedModel(str(path), definition, _legacy_arrays(stored, definition, path)))
+    except OSError as error:
+        raise _unreadable_hdf5(path, error) from None
 
 
 def archive_names(definition: dict) -> list[str]:

@@ -21,7 +21,6 @@ from dual_backend.errors import DualBackendError, refused_code
 from dual_backend.interrupts import atomic_write
 from dual_backend import keras_file
 from dual_backend.keras_file import DUAL_BACKEND as METADATA  # stored beside Keras' own files in the .keras zip
-from dual_backend.keras_file import HDF5_SIGNATURE
 from dual_backend.model import Model, batches_in, require_gpus
 from keras_ref import process
 from keras_ref.batches import CheckedPipeline, OrderedBatches
@@ -248,16 +247,10 @@ def build(program, recipe, options, device, devices=1, speedups=None) -> KerasMo
     return model
 
 
-def is_hdf5(path) -> bool:
-    """Whether ``path`` is an HDF5 file: Keras' legacy ``.h5`` models, which tf.keras still loads."""
-    with open(path, "rb") as stream:
-        return stream.read(8) == HDF5_SIGNATURE
-
-
 def load(path, device) -> KerasModel:
     select_device(device)
-    if Path(path).is_file() and not zipfile.is_zipfile(path) and not is_hdf5(path):
-        raise keras_file.not_a_model_file(path)  # Keras would answer "File not found" for a truncated file
+    keras_file.check(path)  # the torch backend's checks and words for a broken file, before Keras' own
+    definition = keras_file.read_definition(path)
     try:
         keras_model = tf.keras.models.load_model(path, safe_mode=True)
         metadata = {}
@@ -268,7 +261,6 @@ def load(path, device) -> KerasModel:
         if "safe_mode" in str(error):  # Keras' safe mode refused to deserialize code (a Lambda's function)
             raise refused_code(path, "a model to load in Keras' safe mode", " (a Lambda layer's function)") from None
         raise DualBackendError(f"{path} is not a readable Keras model file ({error}).") from None
-    definition = keras_file.read_definition(path)
     if definition is not None and not metadata.get("lesson"):
         # A Sequential of layers dual_backend.keras builds: its descriptions, standing for Keras' own loaded model.
         from dual_backend.keras.models import from_definition
