@@ -177,10 +177,12 @@ def _read_archive(path: Path) -> SavedModel:
                                dual_backend=extra, keras_version=str(metadata.get("keras_version", ""))))
 
 
-def _read_weights_h5(source, definition: dict, path, member: str) -> tuple[list, list]:
+def _read_weights_h5(source, definition: dict, path, member: str | None) -> tuple[list, list]:
     """Each layer's arrays (one list per layer) and the optimizer's variables from Keras 3's weights HDF5:
-    a ``.keras`` archive's ``model.weights.h5``, or a ``.weights.h5`` file of ``save_weights``."""
+    a ``.keras`` archive's ``model.weights.h5`` (``member``), or a ``.weights.h5`` file of ``save_weights``
+    (``member`` None)."""
     h5py = _h5py()
+    where = f"{path}: its {member}" if member else str(path)
     try:
         with h5py.File(source, "r") as weights:
             layer_groups = weights.get("layers")
@@ -188,14 +190,14 @@ def _read_weights_h5(source, definition: dict, path, member: str) -> tuple[list,
             for (kind, _, name), stored_as in zip(definition["layers"], archive_names(definition)):
                 group = layer_groups.get(stored_as) if layer_groups is not None else None
                 if group is None:
-                    raise KerasFileError(f"{path}: layer {name!r} ({kind}) has no weights in {member}: it does not "
-                                         "match the model. Save it again.")
+                    raise KerasFileError(f"{path}: layer {name!r} ({kind}) has no weights in {member or 'the file'}: "
+                                         "it does not match the model. Save it again.")
                 arrays.append(_numbered(group.get("vars"), path, name, kind))
             optimizer = weights.get("optimizer")
             optimizer_variables = _numbered(optimizer.get("vars"), path, "optimizer", "optimizer") \
                 if optimizer is not None else []
     except OSError as error:
-        raise KerasFileError(f"{path}: its {member} is not a readable HDF5 file ({error}): it is truncated or "
+        raise KerasFileError(f"{where} is not a readable HDF5 file ({error}): it is truncated or "
                              "corrupted. Save it again.") from None
     return arrays, optimizer_variables
 
@@ -207,7 +209,7 @@ def read_weights(path, definition: dict) -> tuple[list, list]:
     path = Path(path)
     if not path.is_file():
         raise KerasFileError(f"{path} does not exist (or is not a file).")
-    arrays, optimizer_variables = _read_weights_h5(path, definition, path, "the file")
+    arrays, optimizer_variables = _read_weights_h5(path, definition, path, None)
     return _checked(SavedModel(str(path), definition, arrays)).weights, optimizer_variables
 
 

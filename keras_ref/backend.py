@@ -176,6 +176,9 @@ class KerasModel(Model):
         atomic_write(Path(path), lambda temporary: self.keras_model.save_weights(temporary))
 
     def _load_weights(self, path) -> None:
+        definition = self.definition()
+        if definition is not None:  # the torch backend's checks and words for a file that does not fit, first
+            keras_file.read_weights(path, definition)
         try:
             self.keras_model.load_weights(path)
         except (OSError, ValueError) as error:

@@ -429,15 +429,31 @@ def test_weights_files_cross_between_the_backends_and_tf_keras(tmp_path):
         target.save_weights(tmp_path / "torch.h5")
 
 
-def test_a_weights_file_of_another_model_is_refused_naming_the_layer(tmp_path):
+@pytest.mark.parametrize("backend", ["keras", "torch"])
+def test_a_weights_file_of_another_model_is_refused_naming_the_layer(backend, tmp_path):
     small = defined_on("keras", lambda: [keras.Input((6,)), keras.layers.Dense(3, name="narrow")])
     small.save_weights(tmp_path / "small.weights.h5")
-    wide = defined_on("torch", lambda: [keras.Input((6,)), keras.layers.Dense(5, name="wide")])
+    wide = defined_on(backend, lambda: [keras.Input((6,)), keras.layers.Dense(5, name="wide")])
     wide.build()
     before = wide.get_weights()
     with pytest.raises(DualBackendError, match="layer 'wide' \\(Dense\\) holds weights of shapes"):
         wide.load_weights(tmp_path / "small.weights.h5")
     assert max_difference(before, wide.get_weights()) == 0  # nothing half-loaded
+
+
+def test_load_weights_refuses_a_missing_or_broken_file_in_the_same_words_on_both_backends(tmp_path):
+    (tmp_path / "broken.weights.h5").write_text("not HDF5")
+    messages = {}
+    for backend in ("keras", "torch"):
+        model = defined_on(backend, lambda: [keras.Input((6,)), keras.layers.Dense(2)])
+        model.build()
+        for name in ("missing.weights.h5", "broken.weights.h5"):
+            with pytest.raises(DualBackendError) as caught:
+                model.load_weights(tmp_path / name)
+            messages.setdefault(name, set()).add(str(caught.value))
+    assert [len(found) for found in messages.values()] == [1, 1], messages
+    assert "does not exist" in messages["missing.weights.h5"].pop()
+    assert "is not a readable HDF5 file" in messages["broken.weights.h5"].pop()
 
 
 def test_a_torch_model_saves_a_legacy_h5_file_tf_keras_loads(tmp_path):
