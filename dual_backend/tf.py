@@ -1,7 +1,7 @@
 """``from dual_backend import tf``: the spellings of code written against ``tf.keras``.
 
-``tf.keras`` is ``dual_backend.keras``; ``tf.nn.relu``, ``tf.nn.sigmoid`` and
-``tf.nn.softmax`` are its activations; ``tf.optimizers.Adam`` (and SGD,
+``tf.keras`` is ``dual_backend.keras``; ``tf.nn.relu``, ``tf.nn.sigmoid``,
+``tf.nn.softmax``, ``tf.nn.tanh``, ``tf.nn.selu`` and ``tf.nn.elu`` are its activations; ``tf.optimizers.Adam`` (and SGD,
 RMSprop) its optimizers, ``tf.losses`` its losses.  So the course's cells run with only their import
 changed::
 
@@ -21,7 +21,7 @@ from dual_backend import keras
 from dual_backend.keras import activations
 
 nn = SimpleNamespace(relu=activations.relu, sigmoid=activations.sigmoid, softmax=activations.softmax,
-                     selu=activations.selu)
+                     tanh=activations.tanh, selu=activations.selu, elu=activations.elu)
 optimizers = keras.optimizers
 losses = keras.losses
 

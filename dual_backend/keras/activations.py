@@ -42,10 +42,12 @@ def _softmax(x):
 relu = Activation("relu", lambda x: np.maximum(x, 0))
 sigmoid = Activation("sigmoid", lambda x: 0.5 * (1 + np.tanh(x / 2)))  # no overflow for large |x|
 softmax = Activation("softmax", _softmax)
+tanh = Activation("tanh", np.tanh)
 selu = Activation("selu", lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * (np.exp(x) - 1)))
+elu = Activation("elu", lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))))  # Keras' alpha 1.0
 linear = Activation("linear", lambda x: x)
 
-BY_NAME = {a.name: a for a in (relu, sigmoid, softmax, selu, linear)}
+BY_NAME = {a.name: a for a in (relu, sigmoid, softmax, tanh, selu, elu, linear)}
 
 
 def get(identifier) -> str | None:

@@ -30,7 +30,9 @@ ACTIVATIONS = {
     "linear": lambda x: x,
     "relu": F.relu,
     "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
     "selu": F.selu,
+    "elu": F.elu,  # alpha 1.0, Keras' default
     "softmax": lambda x: F.softmax(x, dim=-1),
 }
 # Heads whose loss Keras computes from the logits in front of them.

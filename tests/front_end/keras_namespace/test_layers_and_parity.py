@@ -94,7 +94,7 @@ def test_a_layer_sets_its_own_weights_in_keras_layout(backend):
 FORWARD_CASES = {
     **{f"Dense activation={name}": (lambda name=name: [keras.Input((6,)), keras.layers.Dense(5, activation=name)],
                                     FEATURES)
-       for name in ("relu", "sigmoid", "softmax", "selu", "linear", None)},
+       for name in ("relu", "sigmoid", "softmax", "tanh", "selu", "elu", "linear", None)},
     "Dense activation=keras.activations.relu": (
         lambda: [keras.Input((6,)), keras.layers.Dense(5, activation=keras.activations.relu)], FEATURES),
     "Dense on each row (no Flatten)": (lambda: [keras.Input((13, 13, 3)), keras.layers.Dense(4)], IMAGES),
@@ -205,6 +205,21 @@ def test_three_steps_of_each_optimizer_match_tf_keras(case):
     x, y = _rng.normal(size=(48, 6)).astype("float32"), _rng.integers(0, 3, 48)
     for model in (keras_model, torch_model):
         model.compile(optimizer=OPTIMIZER_CASES[case](), loss="sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    assert max_difference(keras_model.get_weights(), torch_model.get_weights()) <= 1e-5
+
+
+def test_three_steps_through_tanh_elu_and_selu_match_tf_keras():
+    def layers():
+        return [keras.Input((13, 13, 3)), keras.layers.Conv2D(4, 3, activation="tanh"),
+                keras.layers.MaxPooling2D(2), keras.layers.Conv2D(4, 2, activation="elu"), keras.layers.Flatten(),
+                keras.layers.Dense(8, activation="selu"), keras.layers.Activation("tanh"),
+                keras.layers.Dense(3, activation="softmax")]
+
+    keras_model, torch_model = twins(layers)
+    x, y = np.concatenate([IMAGES] * 3), _rng.integers(0, 3, 48)
+    for model in (keras_model, torch_model):
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
         model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
     assert max_difference(keras_model.get_weights(), torch_model.get_weights()) <= 1e-5
 

@@ -26,8 +26,9 @@ DEFINITION_REFUSALS = {
     "Dense(kernel_initializer='orthogonal')": (lambda: keras.layers.Dense(3, kernel_initializer="orthogonal"),
                                                r"kernel_initializer: supported: glorot_uniform, glorot_normal, "
                                                r"he_normal, he_uniform, lecun_normal, lecun_uniform, zeros, ones"),
-    "Dense(activation='tanh')": (lambda: keras.layers.Dense(3, activation="tanh"),
-                                 r"Dense\(activation='tanh'\) is not supported.*relu, sigmoid, softmax, selu, linear"),
+    "Dense(activation='gelu')": (lambda: keras.layers.Dense(3, activation="gelu"),
+                                 r"Dense\(activation='gelu'\) is not supported.*relu, sigmoid, softmax, tanh, selu, "
+                                 r"elu, linear"),
     "Dense(units=0)": (lambda: keras.layers.Dense(0), r"units: a positive integer"),
     "TensorFlow's own tf.nn.relu": (lambda: keras.layers.Dense(3, activation=__import__("tensorflow").nn.relu),
                                     r"is a function dual-backend cannot build on both backends.*"
