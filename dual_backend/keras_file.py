@@ -78,16 +78,20 @@ class SavedModel:
         """The weights an optimizer updates, in Keras' order (every weight but BatchNormalization's
         moving mean and variance)."""
         chosen, index = [], 0
-        for kind, _, _ in self.definition["layers"]:
-            count = WEIGHT_COUNTS.get(kind, 0)
+        for kind, arguments, _ in self.definition["layers"]:
+            count = weight_count(kind, arguments)
             chosen += self.weights[index:index + min(count, 2)]
             index += count
         return chosen
 
 
-# How many arrays each layer holds, in Keras' order (BatchNormalization: gamma, beta, moving mean,
-# moving variance; the first two trained).
-WEIGHT_COUNTS = {"Dense": 2, "Conv2D": 2, "BatchNormalization": 4}
+def weight_count(kind: str, arguments: dict) -> int:
+    """How many arrays a layer holds, in Keras' order: Dense and Conv2D their kernel, then their bias
+    unless ``use_bias=False``; BatchNormalization gamma, beta, moving mean, moving variance (the first
+    two trained); the other layers none."""
+    if kind in ("Dense", "Conv2D"):
+        return 2 if arguments.get("use_bias", True) else 1
+    return 4 if kind == "BatchNormalization" else 0
 
 
 def is_keras_file(path) -> bool:
@@ -355,9 +359,10 @@ def _checked(saved: SavedModel) -> SavedModel:
 def expected_shapes(kind: str, arguments: dict, input_shape: tuple) -> list[tuple]:
     """The shapes of a layer's weights in Keras' layout for one sample's ``input_shape``."""
     if kind == "Dense":
-        return [(input_shape[-1], arguments["units"]), (arguments["units"],)]
+        return [(input_shape[-1], arguments["units"]), (arguments["units"],)][:weight_count(kind, arguments)]
     if kind == "Conv2D":
-        return [(*arguments["kernel_size"], input_shape[-1], arguments["filters"]), (arguments["filters"],)]
+        return [(*arguments["kernel_size"], input_shape[-1], arguments["filters"]),
+                (arguments["filters"],)][:weight_count(kind, arguments)]
     if kind == "BatchNormalization":
         return [(input_shape[-1],)] * 4
     return []
@@ -421,10 +426,10 @@ def _write_weights_h5(target, definition: dict, weights: list, optimizer_variabl
     with _h5py().File(target, "w") as stored:
         layers = stored.create_group("layers")
         arrays = iter(weights)
-        for (kind, _, name), stored_as in zip(definition["layers"], archive_names(definition)):
+        for (kind, arguments, name), stored_as in zip(definition["layers"], archive_names(definition)):
             variables = layers.create_group(stored_as).create_group("vars")
             variables.attrs["name"] = name
-            for index in range(WEIGHT_COUNTS.get(kind, 0)):
+            for index in range(weight_count(kind, arguments)):
                 variables.create_dataset(str(index), data=np.asarray(next(arrays), dtype=np.float32))
         if optimizer_variables:
             variables = stored.create_group("optimizer").create_group("vars")
@@ -462,9 +467,10 @@ def write_legacy_h5(path, definition: dict, weights: list, loss=None, from_logit
             group.attrs["backend"], group.attrs["keras_version"] = "tensorflow", KERAS_VERSION
             group.attrs["layer_names"] = [name.encode() for _, _, name in definition["layers"]]
             arrays = iter(weights)
-            for kind, _, name in definition["layers"]:
+            for kind, arguments, name in definition["layers"]:
                 layer = group.create_group(name)
-                names = [f"{model}/{name}/{variable}" for variable in VARIABLE_NAMES.get(kind, ())]
+                variables = VARIABLE_NAMES.get(kind, ())[:weight_count(kind, arguments)]
+                names = [f"{model}/{name}/{variable}" for variable in variables]
                 layer.attrs["weight_names"] = [n.encode() for n in names]
                 for weight_name in names:
                     layer.create_dataset(weight_name, data=np.asarray(next(arrays), dtype=np.float32))

@@ -2,7 +2,7 @@
 
 Mirror of ``keras_ref/user_model.py``.  Each description becomes the
 ``torch_impl.keras`` layer of the same class; the arguments a description
-takes only at Keras' defaults (``use_bias``, BatchNormalization's initialisers, ...)
+takes only at Keras' defaults (BatchNormalization's initialisers, the regularisers, ...)
 are the defaults those layers are written with.
 """
 
@@ -24,10 +24,10 @@ __all__ = ["Model", "build_model", "built_layers", "definition_of", "optimizer",
 LAYERS = {
     "Flatten": lambda a: Flatten(),
     "Dense": lambda a: Dense(a["units"], activation=a["activation"], kernel_initializer=a["kernel_initializer"],
-                             bias_initializer=a["bias_initializer"]),
+                             bias_initializer=a["bias_initializer"], use_bias=a["use_bias"]),
     "Conv2D": lambda a: Conv2D(a["filters"], a["kernel_size"], activation=a["activation"], strides=a["strides"],
                                padding=a["padding"], kernel_initializer=a["kernel_initializer"],
-                               bias_initializer=a["bias_initializer"]),
+                               bias_initializer=a["bias_initializer"], use_bias=a["use_bias"]),
     "MaxPooling2D": lambda a: MaxPooling2D(a["pool_size"], a["strides"], padding=a["padding"]),
     "AveragePooling2D": lambda a: AveragePooling2D(a["pool_size"], a["strides"], padding=a["padding"]),
     "GlobalAveragePooling2D": lambda a: GlobalAveragePooling2D(),
@@ -50,10 +50,10 @@ def build_model(layers, input_shape, name):
 # Each torch_impl.keras layer's settings by the names of Keras' arguments: the inverse of LAYERS.
 ARGUMENTS = {
     "Flatten": lambda l: {},
-    "Dense": lambda l: {"units": l.units, "activation": l.activation, "kernel_initializer": l.kernel_initializer,
-                        "bias_initializer": l.bias_initializer},
+    "Dense": lambda l: {"units": l.units, "activation": l.activation, "use_bias": l.use_bias,
+                        "kernel_initializer": l.kernel_initializer, "bias_initializer": l.bias_initializer},
     "Conv2D": lambda l: {"filters": l.filters, "kernel_size": l.kernel_size, "strides": l.strides,
-                         "padding": l.padding, "activation": l.activation,
+                         "padding": l.padding, "activation": l.activation, "use_bias": l.use_bias,
                          "kernel_initializer": l.kernel_initializer, "bias_initializer": l.bias_initializer},
     "MaxPooling2D": lambda l: {"pool_size": l.pool_size, "strides": l.strides, "padding": l.padding},
     "AveragePooling2D": lambda l: {"pool_size": l.pool_size, "strides": l.strides, "padding": l.padding},

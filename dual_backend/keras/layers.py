@@ -260,7 +260,7 @@ class Dense(Layer):
 
     required = ("units",)
     required_options = {"units": Option(None, convert=positive_integer, shown="a positive integer")}
-    options = {"activation": ACTIVATION, "use_bias": only(True), "kernel_initializer": KERNEL_INITIALIZER,
+    options = {"activation": ACTIVATION, "use_bias": only(True, False), "kernel_initializer": KERNEL_INITIALIZER,
                "bias_initializer": BIAS_INITIALIZER, "kernel_regularizer": only(None), "bias_regularizer": only(None),
                "kernel_constraint": only(None), "bias_constraint": only(None), "lora_rank": only(None)}
 
@@ -282,7 +282,7 @@ class Conv2D(Layer):
                         "kernel_size": Option(None, convert=pair, shown="an int or two")}
     options = {"strides": Option((1, 1), convert=pair, shown="an int or two"), "padding": PADDING,
                "data_format": only(None, "channels_last"), "dilation_rate": only(1, (1, 1)), "groups": only(1),
-               "activation": ACTIVATION, "use_bias": only(True), "kernel_initializer": KERNEL_INITIALIZER,
+               "activation": ACTIVATION, "use_bias": only(True, False), "kernel_initializer": KERNEL_INITIALIZER,
                "bias_initializer": BIAS_INITIALIZER, "kernel_regularizer": only(None), "bias_regularizer": only(None),
                "kernel_constraint": only(None), "bias_constraint": only(None)}
 

@@ -198,17 +198,18 @@ def test_the_contiguous_max_pool_is_torchs_own_bit_for_bit():
 # Every lesson's convolution followed by pooling (fashion_cnn's two, horse_or_human's four), and the
 # edges of torch's own choice: one small image goes through torch's native kernel, and one-channel
 # images permuted from NHWC (the front end's fashion_cnn batches) read as channels-last.
-# (input shape, filters, batch permuted from NHWC, whether the oneDNN path must be taken)
-CONV_THEN_POOL = [((32, 1, 28, 28), 64, False, True), ((32, 64, 13, 13), 64, False, True),
-                  ((2, 1, 28, 28), 16, False, True), ((1, 1, 28, 28), 64, False, False),
-                  ((32, 1, 28, 28), 64, True, False), ((1, 3, 300, 300), 16, False, True),
-                  ((2, 16, 149, 149), 32, False, True), ((2, 32, 73, 73), 64, False, True),
-                  ((2, 64, 35, 35), 64, False, True)]
+# A convolution without a bias (Conv2D(use_bias=False)) takes the same path.
+# (input shape, filters, batch permuted from NHWC, whether the oneDNN path must be taken, use_bias)
+CONV_THEN_POOL = [((32, 1, 28, 28), 64, False, True, True), ((32, 64, 13, 13), 64, False, True, True),
+                  ((2, 1, 28, 28), 16, False, True, True), ((1, 1, 28, 28), 64, False, False, True),
+                  ((32, 1, 28, 28), 64, True, False, True), ((1, 3, 300, 300), 16, False, True, True),
+                  ((2, 16, 149, 149), 32, False, True, True), ((2, 32, 73, 73), 64, False, True, True),
+                  ((2, 64, 35, 35), 64, False, True, True), ((8, 3, 30, 30), 16, False, True, False)]
 
 
-@pytest.mark.parametrize("shape, filters, from_nhwc, onednn", CONV_THEN_POOL)
+@pytest.mark.parametrize("shape, filters, from_nhwc, onednn, use_bias", CONV_THEN_POOL)
 def test_convolution_and_pooling_through_onednn_are_torchs_own_bit_for_bit(shape, filters, from_nhwc, onednn,
-                                                                           monkeypatch):
+                                                                           use_bias, monkeypatch):
     """conv_then_pool keeps the convolution's output in oneDNN's layout for the pooling; outputs and
     the gradients of input, kernel and bias must be torch's layer-by-layer ones bit for bit (ties
     and zeros included, training and inference), and the oneDNN path must be the one taken where
@@ -230,10 +231,11 @@ def test_convolution_and_pooling_through_onednn_are_torchs_own_bit_for_bit(shape
     x[:, :, :shape[2] // 3] = 0
     if from_nhwc:
         x = torch.empty(shape[0], *shape[2:], shape[1]).copy_(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-    conv = Conv2D(filters, 3)
+    conv = Conv2D(filters, 3, use_bias=use_bias)
     conv.build((shape[2], shape[3], shape[1]))
     torch.nn.init.normal_(conv.kernel, std=(9 * shape[1]) ** -0.5, generator=generator)
-    torch.nn.init.normal_(conv.bias, std=0.1, generator=generator)
+    if use_bias:
+        torch.nn.init.normal_(conv.bias, std=0.1, generator=generator)
     grad = torch.randn(shape[0], filters, (shape[2] - 2) // 2, (shape[3] - 2) // 2, generator=generator)
     results = []
     for pooled in (lambda v: F.max_pool2d(conv.convolve(v), 2, 2), lambda v: conv_then_pool(conv, MaxPooling2D(2), v)):
@@ -243,7 +245,8 @@ def test_convolution_and_pooling_through_onednn_are_torchs_own_bit_for_bit(shape
         output.backward(grad)
         with torch.no_grad():
             inferred = pooled(x)
-        results.append([output.detach(), conv.kernel.grad, conv.bias.grad, leaf.grad, inferred])
+        results.append([output.detach(), conv.kernel.grad, conv.bias.grad if use_bias else None, leaf.grad,
+                        inferred])
     bits = [[t.contiguous().view(torch.int32) if t is not None else None for t in found] for found in results]
     for expected, got, name in zip(*bits, ["output", "kernel gradient", "bias gradient", "input gradient",
                                            "inference output"]):

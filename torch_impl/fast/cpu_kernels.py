@@ -56,7 +56,8 @@ def conv_then_pool(conv, pool, x):
     through oneDNN's own tensors when torch itself would convolve with oneDNN (``_OneDNNConvPool``),
     the very same outputs and gradients."""
     if _onednn_conv_pool_fits(conv, x):
-        training = torch.is_grad_enabled() and any(t.requires_grad for t in (x, conv.kernel, conv.bias))
+        training = torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                                   for t in (x, conv.kernel, conv.bias))
         return _OneDNNConvPool.apply(x, conv.kernel, conv.bias, list(conv.strides), list(pool.pool_size),
                                      list(pool.strides), training)
     return pool(conv.convolve(x))

@@ -117,22 +117,21 @@ class Dense(Layer):
     """``keras.layers.Dense``: applied to the last axis, glorot-uniform kernel and zero bias by default.
 
     ``kernel`` is (units, inputs), torch's layout for ``F.linear`` (Keras' is
-    (inputs, units): ``get_weights`` gives that); ``bias`` is (units,).
+    (inputs, units): ``get_weights`` gives that); ``bias`` is (units,), or None with ``use_bias=False``.
     """
 
     keras_type = "Dense"
 
     def __init__(self, units: int, activation: str | None = None, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros"):
+                 bias_initializer="zeros", use_bias: bool = True):
         super().__init__()
-        self.units, self.activation = units, _activation(activation)
+        self.units, self.activation, self.use_bias = units, _activation(activation), use_bias
         self.kernel_initializer, self.bias_initializer = initializer(kernel_initializer), initializer(bias_initializer)
 
     def build(self, input_shape):
         self.kernel = nn.Parameter(torch.empty(self.units, input_shape[-1]))
-        self.bias = nn.Parameter(torch.empty(self.units))
         initialize(self.kernel, self.kernel_initializer, (input_shape[-1], self.units))  # Keras' (inputs, units)
-        initialize(self.bias, self.bias_initializer, (self.units,))
+        self.bias = _bias(self.use_bias, self.units, self.bias_initializer)
         return (*input_shape[:-1], self.units)
 
     def logits(self, x):
@@ -147,7 +146,7 @@ class Dense(Layer):
     flattened_from: tuple | None = None  # (height, width, channels), set by Sequential
 
     def keras_tensors(self):
-        return [self.kernel, self.bias]
+        return [self.kernel] + ([self.bias] if self.use_bias else [])
 
     def to_keras(self, index, array):
         if index == 1:
@@ -165,6 +164,15 @@ class Dense(Layer):
             height, width, channels = self.flattened_from
             array = array.reshape(-1, height, width, channels).transpose(0, 3, 1, 2).reshape(len(array), -1)
         return array
+
+
+def _bias(use_bias: bool, units: int, bias_initializer) -> nn.Parameter | None:
+    """A Dense or Conv2D layer's bias, drawn as Keras draws it, or None (``use_bias=False``: no bias added)."""
+    if not use_bias:
+        return None
+    bias = nn.Parameter(torch.empty(units))
+    initialize(bias, bias_initializer, (units,))
+    return bias
 
 
 def _pair(value) -> tuple[int, int]:
@@ -205,17 +213,17 @@ class Conv2D(Layer):
 
     Shapes are given and reported as Keras' (height, width, channels).  ``kernel`` is
     (filters, channels, height, width), torch's OIHW for ``F.conv2d`` (Keras' is HWIO:
-    ``get_weights`` gives that); ``bias`` is (filters,).
+    ``get_weights`` gives that); ``bias`` is (filters,), or None with ``use_bias=False``.
     """
 
     keras_type = "Conv2D"
     pads = None  # F.pad's (left, right, top, bottom) for 'same' padding, set by build
 
     def __init__(self, filters: int, kernel_size, activation: str | None = None, strides=1, padding="valid",
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros"):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", use_bias: bool = True):
         super().__init__()
         self.filters, self.kernel_size, self.strides = filters, _pair(kernel_size), _pair(strides)
-        self.activation, self.padding = _activation(activation), _padding(padding)
+        self.activation, self.padding, self.use_bias = _activation(activation), _padding(padding), use_bias
         self.kernel_initializer, self.bias_initializer = initializer(kernel_initializer), initializer(bias_initializer)
 
     def build(self, input_shape):
@@ -226,15 +234,14 @@ class Conv2D(Layer):
             )
         height, width, channels = input_shape
         self.kernel = nn.Parameter(torch.empty(self.filters, channels, *self.kernel_size))
-        self.bias = nn.Parameter(torch.empty(self.filters))
         initialize(self.kernel, self.kernel_initializer, (*self.kernel_size, channels, self.filters))  # Keras' HWIO
-        initialize(self.bias, self.bias_initializer, (self.filters,))
+        self.bias = _bias(self.use_bias, self.filters, self.bias_initializer)
         if self.padding == "same":
             self.pads = same_padding((height, width), self.kernel_size, self.strides)
         return (*windows_out((height, width), self.kernel_size, self.strides, self.padding), self.filters)
 
     def keras_tensors(self):
-        return [self.kernel, self.bias]
+        return [self.kernel] + ([self.bias] if self.use_bias else [])
 
     def to_keras(self, index, array):
         return array.transpose(2, 3, 1, 0) if index == 0 else array  # OIHW → Keras' HWIO

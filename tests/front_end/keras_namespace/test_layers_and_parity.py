@@ -99,6 +99,9 @@ FORWARD_CASES = {
         lambda: [keras.Input((6,)), keras.layers.Dense(5, activation=keras.activations.relu)], FEATURES),
     "Dense on each row (no Flatten)": (lambda: [keras.Input((13, 13, 3)), keras.layers.Dense(4)], IMAGES),
     "Conv2D 3x3": (lambda: [keras.Input((13, 13, 3)), keras.layers.Conv2D(4, 3, activation="relu")], IMAGES),
+    "Dense use_bias=False": (lambda: [keras.Input((6,)), keras.layers.Dense(5, use_bias=False)], FEATURES),
+    "Conv2D 3x3 use_bias=False": (lambda: [keras.Input((13, 13, 3)), keras.layers.Conv2D(4, 3, use_bias=False)],
+                                  IMAGES),
     "Conv2D 2x3 strides 2": (lambda: [keras.Input((13, 13, 3)), keras.layers.Conv2D(4, (2, 3), strides=2)], IMAGES),
     "MaxPooling2D 2x2 on odd sizes": (lambda: [keras.Input((13, 13, 3)), keras.layers.MaxPooling2D()], IMAGES),
     "MaxPooling2D 3x3 strides 2": (lambda: [keras.Input((13, 13, 3)), keras.layers.MaxPooling2D(3, strides=2)],
@@ -220,6 +223,22 @@ def test_three_steps_through_tanh_elu_and_selu_match_tf_keras():
     x, y = np.concatenate([IMAGES] * 3), _rng.integers(0, 3, 48)
     for model in (keras_model, torch_model):
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    assert max_difference(keras_model.get_weights(), torch_model.get_weights()) <= 1e-5
+
+
+def test_three_steps_without_biases_match_tf_keras():
+    def layers():
+        return [keras.Input((13, 13, 3)), keras.layers.Conv2D(4, 3, activation="relu", use_bias=False),
+                keras.layers.MaxPooling2D(2), keras.layers.Flatten(), keras.layers.Dense(6, use_bias=False),
+                keras.layers.Dense(3, activation="softmax")]
+
+    keras_model, torch_model = twins(layers)
+    assert [w.shape for w in keras_model.get_weights()] == [(3, 3, 3, 4), (100, 6), (6, 3), (3,)]
+    assert keras_model.count_params() == torch_model.count_params() == 108 + 600 + 18 + 3
+    x, y = np.concatenate([IMAGES] * 3), _rng.integers(0, 3, 48)
+    for model in (keras_model, torch_model):
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
         model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
     assert max_difference(keras_model.get_weights(), torch_model.get_weights()) <= 1e-5
 

@@ -21,8 +21,8 @@ DEFINITION_REFUSALS = {
                                  r"\(padding: supported: 'valid'/'same'\)\. Conv2D takes: filters, kernel_size"),
     "Conv2D(dilation_rate=2)": (lambda: keras.layers.Conv2D(8, 3, dilation_rate=2),
                                 r"Conv2D\(dilation_rate=2\) is not supported"),
-    "Dense(use_bias=False)": (lambda: keras.layers.Dense(3, use_bias=False),
-                              r"Dense\(use_bias=False\) is not supported"),
+    "Dense(kernel_constraint=...)": (lambda: keras.layers.Dense(3, kernel_constraint="non_neg"),
+                                     r"Dense\(kernel_constraint='non_neg'\) is not supported"),
     "Dense(kernel_initializer='orthogonal')": (lambda: keras.layers.Dense(3, kernel_initializer="orthogonal"),
                                                r"kernel_initializer: supported: glorot_uniform, glorot_normal, "
                                                r"he_normal, he_uniform, lecun_normal, lecun_uniform, zeros, ones"),
