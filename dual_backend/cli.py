@@ -176,6 +176,12 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--data-dir", default=None)
     exec_ = commands.add_parser("exec", help="run your own Keras script (from dual_backend import keras) on a "
                                              "backend or both, and compare its fit and evaluate results",
+                                description="Runs SCRIPT.py once per backend, each in a process of its own started "
+                                            "in this folder with DUAL_BACKEND set, records every fit's History and "
+                                            "evaluate's result in DIR/<backend>/calls.json, and with both prints "
+                                            "them side by side. Files the script writes (model.save(...)) are "
+                                            "written by each run in turn: with both, the torch run's replace the "
+                                            "keras run's; put keras.config.backend() in their names to keep both.",
                                 usage="dual-backend exec SCRIPT.py [--backend {keras,torch,both}] [--out DIR] "
                                       "[-- SCRIPT ARGUMENTS...]")
     exec_.add_argument("script", metavar="SCRIPT.py")
@@ -195,6 +201,10 @@ def _check_names(args, top: argparse.ArgumentParser) -> None:
         recipe.model_options(dict(args.option))
     except DualBackendError as error:
         top.error(str(error))
+    if getattr(args, "same_order", False) and recipe.reads_image_folders:
+        from dual_backend.run import same_order_refused
+
+        top.error(same_order_refused(args.lesson))
 
 
 def _print_side_by_side(results: list[dict]) -> None:

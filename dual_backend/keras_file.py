@@ -25,6 +25,7 @@ the layer, and nothing is built from a file that fails a check.
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import zipfile
@@ -212,9 +213,10 @@ def read_weights(path, definition: dict) -> tuple[list, list]:
     Raises :class:`KerasFileError` naming the file and the layer when it does not fit the model."""
     path = Path(path)
     if not path.is_file():
-        raise KerasFileError(f"{path} does not exist (or is not a file).")
+        raise KerasFileError(f"No weights at {path} (no such file): give the path of a file model.save_weights "
+                             "wrote.")
     arrays, optimizer_variables = _read_weights_h5(path, definition, path, None)
-    return _checked(SavedModel(str(path), definition, arrays)).weights, optimizer_variables
+    return _checked(SavedModel(str(path), definition, arrays), weights_file=True).weights, optimizer_variables
 
 
 def _legacy_config(stored, path: Path) -> dict:
@@ -336,8 +338,9 @@ def _named(group, path, name, kind) -> list:
     return arrays
 
 
-def _checked(saved: SavedModel) -> SavedModel:
-    """Every layer's arrays: as many as Keras gives the layer, of the shapes the config implies."""
+def _checked(saved: SavedModel, weights_file: bool = False) -> SavedModel:
+    """Every layer's arrays: as many as Keras gives the layer, of the shapes the config implies (for a
+    ``.weights.h5`` file, ``weights_file``: the shapes the model it is loaded into needs)."""
     from dual_backend.keras import layers as descriptions
 
     shape, flat = saved.definition["input_shape"], []
@@ -346,6 +349,11 @@ def _checked(saved: SavedModel) -> SavedModel:
         layer = descriptions.LAYERS[kind](**arguments, name=name)
         expected = expected_shapes(kind, arguments, shape)
         found = [tuple(a.shape) for a in arrays]
+        if found != expected and weights_file:
+            raise KerasFileError(
+                f"{saved.path}: layer {name!r} ({kind}) gets weights of shapes {found or 'none'} from the file, but "
+                f"this model's layer needs {expected or 'none'}: the file was saved from another model. Load it "
+                "into the model that saved it, or load this model's own weights.")
         if found != expected:
             raise KerasFileError(
                 f"{saved.path}: layer {name!r} ({kind}) holds weights of shapes {found or 'none'}, but its config "
@@ -411,7 +419,8 @@ def write(path, definition: dict, weights: list, loss: str | None = None, from_l
 
     def write_archive(temporary):
         with zipfile.ZipFile(temporary, "w") as archive:
-            archive.writestr(METADATA, json.dumps({"keras_version": KERAS_VERSION, "date_saved": "dual-backend"}))
+            saved_on = datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")  # Keras' own format (saving_lib.py)
+            archive.writestr(METADATA, json.dumps({"keras_version": KERAS_VERSION, "date_saved": saved_on}))
             archive.writestr(CONFIG, json.dumps(config))
             archive.writestr(WEIGHTS, buffer.getvalue())
             if dual_backend:

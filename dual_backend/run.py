@@ -191,6 +191,13 @@ def run_lesson(lesson: str, backend: str, *, out: Path | None = None, resume: bo
                callbacks=callbacks)
 
 
+def same_order_refused(lesson: str) -> str:
+    """Why ``--same-order`` is refused for a lesson whose pictures each framework reads from folders."""
+    return (f"--same-order is for lessons trained on arrays; {lesson}'s pictures are read from their folders by "
+            "each framework's own pipeline, in its own order. Leave --same-order out (--init-from still gives "
+            "both backends the same start).")
+
+
 def run(settings: RunSettings, out: Path | None = None, resume: bool = False, verbose: int = 1,
         callbacks: list | None = None) -> dict:
     """Train one lesson on one backend; returns (and writes under ``out/<backend>/``) its metrics,
@@ -213,10 +220,7 @@ def run(settings: RunSettings, out: Path | None = None, resume: bool = False, ve
     profile, options, init_from = settings.profile, settings.options or {}, settings.init_from
     recipe = lessons.recipe(lesson, variant)
     if settings.same_order and recipe.reads_image_folders:
-        raise DualBackendError(
-            f"--same-order is for lessons trained on arrays; {lesson}'s pictures are read from their folders by "
-            "each framework's own pipeline, in its own order. Leave --same-order out (--init-from still gives "
-            "both backends the same start).")
+        raise DualBackendError(same_order_refused(lesson))
     if recipe.lesson.kind == "convolution":
         from dual_backend import convolution
 

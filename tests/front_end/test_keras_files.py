@@ -436,7 +436,9 @@ def test_a_weights_file_of_another_model_is_refused_naming_the_layer(backend, tm
     wide = defined_on(backend, lambda: [keras.Input((6,)), keras.layers.Dense(5, name="wide")])
     wide.build()
     before = wide.get_weights()
-    with pytest.raises(DualBackendError, match="layer 'wide' \\(Dense\\) holds weights of shapes"):
+    with pytest.raises(DualBackendError, match="layer 'wide' \\(Dense\\) gets weights of shapes \\[\\(6, 3\\), "
+                                               "\\(3,\\)\\] from the file, but this model's layer needs "
+                                               "\\[\\(6, 5\\), \\(5,\\)\\]: the file was saved from another model"):
         wide.load_weights(tmp_path / "small.weights.h5")
     assert max_difference(before, wide.get_weights()) == 0  # nothing half-loaded
 
@@ -452,7 +454,7 @@ def test_load_weights_refuses_a_missing_or_broken_file_in_the_same_words_on_both
                 model.load_weights(tmp_path / name)
             messages.setdefault(name, set()).add(str(caught.value))
     assert [len(found) for found in messages.values()] == [1, 1], messages
-    assert "does not exist" in messages["missing.weights.h5"].pop()
+    assert "(no such file): give the path of a file model.save_weights wrote" in messages["missing.weights.h5"].pop()
     assert "is not a readable HDF5 file" in messages["broken.weights.h5"].pop()
 
 
