@@ -151,6 +151,9 @@ def test_same_order_is_refused_for_pictures_read_from_folders(backend, tmp_path)
     with pytest.raises(DualBackendError, match="--same-order is for lessons trained on arrays; horse_or_human"):
         run_lesson("horse_or_human", backend, profile="quick", seed=0, same_order=True, out=tmp_path, verbose=0)
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SystemExit) as usage_error:  # on the command line, a usage error, as a misspelt name
+        cli.main(["run", "horse_or_human", "--backend", backend, "--same-order", "--out", str(tmp_path)])
+    assert usage_error.value.code == 2 and list(tmp_path.iterdir()) == []
 
 
 def test_a_repeated_loader_is_read_on_across_epochs_pass_after_pass():
