@@ -391,7 +391,7 @@ def _predict(args) -> int:
         model = dual_backend.load_model(args.checkpoint, device=args.device, backend=args.backend)
         if model.lesson != args.lesson:
             raise DualBackendError(f"{args.checkpoint} holds a {model.lesson!r} model, not {args.lesson!r}.")
-        classes = model.predict(load_images(args.images, model.input_shape[1:3]), batch_size=10)
+        classes = model.predict(load_images(args.images, model.input_shape[1:3]), batch_size=10, verbose=0)
     except DualBackendError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import math
 import statistics
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,7 +24,7 @@ from dual_backend.callbacks import (BackupAndRestore, BackupRecorder, CallbackLi
                                     TerminateOnNaN, as_callbacks)
 from dual_backend.errors import DualBackendError, TrainingInterrupted
 from dual_backend.interrupts import sigterm_as_keyboard_interrupt
-from dual_backend.progress import ProgressBar
+from dual_backend.progress import ProgressBar, finished_line
 
 
 # Set to a list by ``dual-backend exec`` (``dual_backend.script``): every fit's History and every evaluate's
@@ -301,13 +302,14 @@ class Model(abc.ABC):
         error.args = (message,)
         return error
 
-    def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose=0, sample_weight=None,
+    def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose="auto", sample_weight=None,
                  steps: int | None = None, callbacks=None, return_dict: bool = False, **kwargs):
         """As ``keras.Model.evaluate``: ``[loss, metric, ...]`` in compile order, the bare loss when
         compiled without metrics, or ``{"loss": ..., "accuracy": ...}`` with ``return_dict=True``.
 
         ``sample_weight`` weighs each sample's loss as in ``fit``; ``steps`` evaluates the first
-        ``steps`` batches; ``callbacks`` get the ``on_test_*`` hooks; ``verbose`` prints the result."""
+        ``steps`` batches; ``callbacks`` get the ``on_test_*`` hooks; ``verbose`` ("auto", as Keras'
+        default, or 1; 0 for silence) prints Keras' line for it: steps, seconds, the results."""
         unsupported(**{name: True for name in kwargs})
         batch_size = validation.integer_argument("batch_size", batch_size, minimum=1, default=32)
         steps = validation.integer_argument("steps", steps, minimum=1)
@@ -325,30 +327,36 @@ class Model(abc.ABC):
                 x, y = x[:steps * batch_size], y[:steps * batch_size]
                 sample_weight = None if sample_weight is None else sample_weight[:steps * batch_size]
         callback_list = self._callback_list(callbacks, verbose, steps, x, batch_size)
+        start = time.perf_counter()
         logs = self._evaluate(x, y, batch_size, callbacks=callback_list, sample_weight=sample_weight, steps=steps)
         logs = {key: float(logs[key]) for key in self.log_keys}
         if recorded_calls is not None:
             recorded_calls.append({"call": "evaluate", "model": self.name, "result": logs})
         if verbose:
-            print(" - ".join(f"{k}: {logs[k]:.4f}" for k in self.log_keys))
+            print(finished_line(callback_list.params["steps"], time.perf_counter() - start, logs), flush=True)
         if return_dict:
             return logs
         values = list(logs.values())
         return values if self.metrics else values[0]
 
-    def predict(self, x, batch_size: int | None = None, verbose=0, steps: int | None = None,
+    def predict(self, x, batch_size: int | None = None, verbose="auto", steps: int | None = None,
                 callbacks=None) -> np.ndarray:
         """As ``keras.Model.predict``: outputs as numpy, probabilities for softmax and sigmoid heads.
         ``steps`` predicts the first ``steps`` batches; ``callbacks`` get the ``on_predict_*`` hooks
-        (``on_predict_batch_end``'s logs: ``{"outputs": the batch's predictions}``)."""
+        (``on_predict_batch_end``'s logs: ``{"outputs": the batch's predictions}``); ``verbose`` ("auto",
+        as Keras' default, or 1; 0 for silence) prints Keras' line for it: steps and seconds."""
         batch_size = validation.integer_argument("batch_size", batch_size, minimum=1, default=32)
         steps = validation.integer_argument("steps", steps, minimum=1)
         if not self._is_pipeline(x):
             x = validation.as_inputs(x, self.input_shape[1:], pipeline_accepted=True)
             if steps is not None:
                 x = x[:steps * batch_size]
-        return self._predict(x, batch_size, callbacks=self._callback_list(callbacks, verbose, steps, x, batch_size),
-                             steps=steps if self._is_pipeline(x) else None)
+        callback_list = self._callback_list(callbacks, verbose, steps, x, batch_size)
+        start = time.perf_counter()
+        outputs = self._predict(x, batch_size, callbacks=callback_list, steps=steps if self._is_pipeline(x) else None)
+        if verbose:
+            print(finished_line(callback_list.params["steps"], time.perf_counter() - start), flush=True)
+        return outputs
 
     def _callback_list(self, callbacks, verbose, steps, x, batch_size: int) -> CallbackList:
         """``evaluate``'s and ``predict``'s callbacks (Keras' own classes of them would train nothing here)."""

@@ -82,6 +82,11 @@ def max_difference(first, second) -> float:
                for a, b in zip(first, second))
 
 
+def outputs_apart(keras_model, torch_model, x) -> float:
+    """The largest difference between the two models' predictions for ``x`` (predicted silently)."""
+    return max_difference([keras_model.predict(x, verbose=0)], [torch_model.predict(x, verbose=0)])
+
+
 class StepLosses(Callback):
     """Each step's own loss, recovered from the running epoch mean both backends report
     (the mean starts again with each epoch)."""
@@ -228,7 +233,7 @@ def twin_checks(built, x, train=None, loss=None, optimizers=("sgd",), seed: int 
             source.set_weights(start)
         copy_weights(source, target)
         found.append(Check(f"forward {direction} on {len(x)} inputs",
-                           max_difference([keras_model.predict(x)], [torch_model.predict(x)]), tolerance))
+                           outputs_apart(keras_model, torch_model, x), tolerance))
     if train is None or train[1] is None or loss is None:
         return found
     x_train, y_train = train
@@ -349,12 +354,12 @@ def forward_checks(lesson: str, variant: str | None, x_test, seed: int = 0) -> l
     keras_model, torch_model = build_pair(lesson, variant, seed)
     copy_weights(keras_model, torch_model)
     found.append(Check(f"forward keras → torch on {len(x_test)} test inputs",
-                       max_difference([keras_model.predict(x_test)], [torch_model.predict(x_test)]),
+                       outputs_apart(keras_model, torch_model, x_test),
                        tolerance))
     keras_model, torch_model = build_pair(lesson, variant, seed + 10)
     copy_weights(torch_model, keras_model)
     found.append(Check(f"forward torch → keras on {len(x_test)} test inputs",
-                       max_difference([keras_model.predict(x_test)], [torch_model.predict(x_test)]),
+                       outputs_apart(keras_model, torch_model, x_test),
                        tolerance))
     return [*found, keras_model]
 

@@ -56,10 +56,17 @@ class ProgressBar(Callback):
         self.stream.flush()
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self._start
-        steps = self.params["steps"]
-        per_step = seconds / max(steps, 1)
-        step_time = f"{per_step * 1000:.0f}ms/step" if per_step >= 1e-3 else f"{per_step * 1e6:.0f}us/step"
-        line = f"{steps}/{steps} {bar(steps, steps)} - {seconds:.0f}s {step_time} - {format_logs(logs)}"
+        line = finished_line(self.params["steps"], time.perf_counter() - self._start, logs)
         self.stream.write(("\r" if self.live else "") + line + "\n")
         self.stream.flush()
+
+
+def finished_line(steps: int | None, seconds: float, logs: dict | None = None) -> str:
+    """Keras' line for a finished epoch, ``evaluate`` or ``predict``: steps, bar, seconds, time per
+    step, then the logs if any (``steps`` None, a pipeline of unknown length: the logs alone)."""
+    shown = f" - {format_logs(logs)}" if logs else ""
+    if not steps:
+        return shown[3:]
+    per_step = seconds / steps
+    step_time = f"{per_step * 1000:.0f}ms/step" if per_step >= 1e-3 else f"{per_step * 1e6:.0f}us/step"
+    return f"{steps}/{steps} {bar(steps, steps)} - {seconds:.0f}s {step_time}{shown}"

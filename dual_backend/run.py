@@ -145,11 +145,11 @@ def course_callbacks(recipe: Recipe) -> list:
 
 def score(recipe: Recipe, model, prepared: Prepared) -> dict:
     """The test metrics, with Keras' names; hello_world adds its prediction for x = 10."""
-    results = model.evaluate(prepared.x_test, prepared.y_test)
+    results = model.evaluate(prepared.x_test, prepared.y_test, verbose=0)
     values = results if isinstance(results, list) else [results]
     test = dict(zip(model.log_keys, values))
     if recipe.lesson.metric is None:
-        test["prediction"] = float(model.predict(prepared.x_test)[0][0])
+        test["prediction"] = float(model.predict(prepared.x_test, verbose=0)[0][0])
     return test
 
 
@@ -277,7 +277,7 @@ def run(settings: RunSettings, out: Path | None = None, resume: bool = False, ve
     if history.terminated_on_nan:
         raise diverged(history, epochs, backup.path(backend) if backup else None)
     if prepared is None:
-        test = dict(zip(model.log_keys, _as_list(model.evaluate(test_set))))
+        test = dict(zip(model.log_keys, _as_list(model.evaluate(test_set, verbose=0))))
     else:
         test = score(recipe, model, prepared)
     moved = None if start is None else lessons.weight_change(start, model.get_weights())
@@ -345,7 +345,7 @@ def show_predictions(recipe: Recipe, model, prepared: Prepared | None, verbose) 
     count = recipe.lesson.show_predictions
     if not count or prepared is None:
         return None
-    probabilities = model.predict(prepared.x_test[:count])
+    probabilities = model.predict(prepared.x_test[:count], verbose=0)
     classes = probabilities.argmax(axis=-1)
     if verbose:
         print(f"predict(x_test[:{count}]):")

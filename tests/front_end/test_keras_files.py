@@ -228,7 +228,7 @@ assert importlib.util.find_spec("tensorflow") is None and importlib.util.find_sp
 import numpy as np
 from dual_backend import keras
 model = keras.models.load_model(sys.argv[1])
-np.save(sys.argv[2], model.predict(np.load(sys.argv[3])))
+np.save(sys.argv[2], model.predict(np.load(sys.argv[3]), verbose=0))
 model.save(sys.argv[4])
 print(type(model).__mro__[2].__name__)
 """

@@ -2,6 +2,7 @@
 
 import gc
 import inspect
+import re
 import weakref
 
 import numpy as np
@@ -86,6 +87,21 @@ def test_validation_split_keeps_the_last_fraction_before_shuffling():
         # Keras' own to a few digits, a validation of other samples is not.
         assert history["val_loss"][0] == pytest.approx(expected["val_loss"][0], rel=2e-3)
         assert history["val_accuracy"] == pytest.approx(expected["val_accuracy"])
+
+
+def test_evaluate_and_predict_print_keras_line_by_default_and_nothing_with_verbose_0(capsys):
+    _, keras, torch = compiled_models()
+    for model in (keras, torch):
+        capsys.readouterr()
+        model.evaluate(X, Y, batch_size=16)
+        model.predict(X, batch_size=16)
+        printed = capsys.readouterr().out.splitlines()
+        assert len(printed) == 2, (model.backend, printed)
+        assert re.fullmatch(r"5/5 \[=+\] - \d+s \d+(ms|us)/step - loss: \d\.\d{4} - accuracy: \d\.\d{4}", printed[0])
+        assert re.fullmatch(r"5/5 \[=+\] - \d+s \d+(ms|us)/step", printed[1])
+        model.evaluate(X, Y, verbose=0)
+        model.predict(X, verbose=0)
+        assert capsys.readouterr().out == ""
 
 
 @pytest.mark.parametrize("call", ["fit", "evaluate", "predict"])
