@@ -201,14 +201,20 @@ def step_layers():
             keras.layers.Dense(3, activation="softmax")]
 
 
+def three_steps(keras_model, torch_model, make_optimizer, x, y) -> None:
+    """Both models compiled with their own optimizer from ``make_optimizer`` and fit one epoch of 48
+    samples in batches of 16, unshuffled: three steps."""
+    for model in (keras_model, torch_model):
+        model.compile(optimizer=make_optimizer(), loss="sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+
+
 @pytest.mark.parametrize("case", OPTIMIZER_CASES)
 def test_three_steps_of_each_optimizer_match_tf_keras(case):
     """Three steps, so that momentum and the moving averages act on a state that is not zero."""
     keras_model, torch_model = twins(step_layers)
     x, y = _rng.normal(size=(48, 6)).astype("float32"), _rng.integers(0, 3, 48)
-    for model in (keras_model, torch_model):
-        model.compile(optimizer=OPTIMIZER_CASES[case](), loss="sparse_categorical_crossentropy")
-        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    three_steps(keras_model, torch_model, OPTIMIZER_CASES[case], x, y)
     assert max_difference(keras_model.get_weights(), torch_model.get_weights()) <= 1e-5
 
 
@@ -221,9 +227,7 @@ def test_three_steps_through_tanh_elu_and_selu_match_tf_keras():
 
     keras_model, torch_model = twins(layers)
     x, y = np.concatenate([IMAGES] * 3), _rng.integers(0, 3, 48)
-    for model in (keras_model, torch_model):
-        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
-        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    three_steps(keras_model, torch_model, lambda: keras.optimizers.SGD(0.1), x, y)
     assert max_difference(keras_model.get_weights(), torch_model.get_weights()) <= 1e-5
 
 
@@ -237,9 +241,7 @@ def test_three_steps_without_biases_match_tf_keras():
     assert [w.shape for w in keras_model.get_weights()] == [(3, 3, 3, 4), (100, 6), (6, 3), (3,)]
     assert keras_model.count_params() == torch_model.count_params() == 108 + 600 + 18 + 3
     x, y = np.concatenate([IMAGES] * 3), _rng.integers(0, 3, 48)
-    for model in (keras_model, torch_model):
-        model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    three_steps(keras_model, torch_model, lambda: keras.optimizers.Adam(0.01), x, y)
     assert max_difference(keras_model.get_weights(), torch_model.get_weights()) <= 1e-5
 
 
@@ -251,9 +253,7 @@ def test_three_steps_through_same_padding_match_tf_keras():
 
     keras_model, torch_model = twins(layers)
     x, y = np.concatenate([IMAGES] * 3), _rng.integers(0, 3, 48)
-    for model in (keras_model, torch_model):
-        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
-        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    three_steps(keras_model, torch_model, lambda: keras.optimizers.SGD(0.1), x, y)
     assert keras_model.output_shape == torch_model.output_shape
     assert max_difference(keras_model.get_weights(), torch_model.get_weights()) <= 1e-5
 
@@ -267,9 +267,7 @@ def test_three_steps_through_average_pooling_reshape_and_global_pooling_match_tf
 
     keras_model, torch_model = twins(layers)
     x, y = np.concatenate([IMAGES] * 3).reshape(48, -1), _rng.integers(0, 3, 48)
-    for model in (keras_model, torch_model):
-        model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    three_steps(keras_model, torch_model, lambda: keras.optimizers.Adam(0.01), x, y)
     assert max_difference(keras_model.get_weights(), torch_model.get_weights()) <= 1e-5
 
 
