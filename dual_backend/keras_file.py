@@ -270,15 +270,16 @@ def _legacy_arrays(stored, definition: dict, path) -> list:
     return arrays
 
 
-def check(path) -> None:
+def check(path) -> dict | None:
     """The checks :func:`read` makes, for a file of any model: a file that is not a whole ``.keras``
     archive or legacy ``.h5`` model is refused; in a ``Sequential`` of layers dual-backend builds, a
     missing weight or a shape off the config too.  The keras backend runs this before tf.keras loads a
     file (tf.keras loads more kinds of model than the torch port builds), so that a broken file gets the
-    same words on both backends.  Raises :class:`KerasFileError` naming the file, and the layer."""
+    same words on both backends.  Returns the file's definition (``read_definition``'s), or None.
+    Raises :class:`KerasFileError` naming the file, and the layer."""
     path = Path(path)
     if not path.is_file():
-        return  # the caller says what it needed
+        return None  # the caller says what it needed
     with open(path, "rb") as stream:
         head = stream.read(8)
     if head[:4] == b"PK\x03\x04" or zipfile.is_zipfile(path):
@@ -287,7 +288,7 @@ def check(path) -> None:
         if definition is not None:
             arrays, _ = _read_weights_h5(io.BytesIO(weights_file), definition, path, WEIGHTS)
             _checked(SavedModel(str(path), definition, arrays))
-        return
+        return definition
     if head != HDF5_SIGNATURE:
         raise not_a_model_file(path)
     try:
@@ -297,6 +298,7 @@ def check(path) -> None:
                 _checked(SavedModel(str(path), definition, _legacy_arrays(stored, definition, path)))
     except OSError as error:
         raise _unreadable_hdf5(path, error) from None
+    return definition
 
 
 def archive_names(definition: dict) -> list[str]:

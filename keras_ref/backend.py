@@ -252,8 +252,7 @@ def build(program, recipe, options, device, devices=1, speedups=None) -> KerasMo
 
 def load(path, device) -> KerasModel:
     select_device(device)
-    keras_file.check(path)  # the torch backend's checks and words for a broken file, before Keras' own
-    definition = keras_file.read_definition(path)
+    definition = keras_file.check(path)  # the torch backend's checks and words for a broken file, before Keras'
     try:
         keras_model = tf.keras.models.load_model(path, safe_mode=True)
         metadata = {}
